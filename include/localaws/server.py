@@ -1,0 +1,89 @@
+"""The local AWS server: moto's WSGI app behind a small front door that adds our own routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from typing import Any, Callable, Iterable
+
+from localaws import bedrock_agent, faults
+
+log = logging.getLogger(__name__)
+_RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _json_response(start_response: Callable[..., Any], status: int, body: dict[str, Any]) -> list[bytes]:
+    payload = json.dumps(body).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    if status >= 400 and "__type" in body:
+        headers.append(("x-amzn-ErrorType", body["__type"]))
+    start_response(f"{status} {'OK' if status < 400 else 'ERROR'}", headers)
+    return [payload]
+
+
+def front_door(moto_app: WSGIApp) -> WSGIApp:
+    """Route Retrieve and the fault switch to us, everything else to moto."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == "/_localaws/health":
+            return _json_response(start_response, 200, {"status": "ok"})
+        if path == "/_localaws/faults":
+            if method == "DELETE":
+                faults.clear()
+            else:
+                spec = json.loads(_body(environ) or b"{}")
+                faults.arm(spec["operation"], spec["error"], int(spec.get("status", 400)),
+                           int(spec.get("count", 1)), spec.get("message"))
+            return _json_response(start_response, 200, {"status": "ok"})
+        match = _RETRIEVE.match(path)
+        if match and method == "POST":
+            try:
+                status, body = bedrock_agent.retrieve(match["kb"], json.loads(_body(environ) or b"{}"))
+            except Exception as exc:  # an AWS-shaped 500 beats a dropped connection
+                log.exception("Retrieve failed")
+                status, body = 500, {"__type": "InternalServerException", "message": str(exc)}
+            return _json_response(start_response, status, body)
+        return moto_app(environ, start_response)
+
+    return app
+
+
+def _body(environ: dict[str, Any]) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return environ["wsgi.input"].read(length) if length else b""
+
+
+class LocalAWS:
+    """moto + our handlers on ``host:port`` (``port=0`` picks a free port) in a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalAWS:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = front_door(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
+        self.port = self._server.server_address[1]
+        bedrock_agent.install(self.endpoint_url)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="localaws", daemon=True)
+        self._thread.start()
+        log.info("local AWS listening on %s", self.endpoint_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
