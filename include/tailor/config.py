@@ -1,0 +1,113 @@
+"""One settings object, read from ``config/defaults.yaml`` and ``TAILOR__SECTION__KEY`` environment overrides.
+
+Call :func:`load_settings` inside tasks (never at DAG parse time); the only values read at parse time are the
+ones asset URIs need, and those come from the environment alone (:func:`bucket`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tailor.exceptions import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "defaults.yaml"
+DEFAULT_BUCKET = "tailor-bakeoff"
+ENV_PREFIX = "TAILOR__"
+
+
+def bucket() -> str:
+    """The bake-off's S3 bucket (``TAILOR__AWS__BUCKET``): cheap enough for DAG parse time."""
+    return os.environ.get(f"{ENV_PREFIX}AWS__BUCKET", DEFAULT_BUCKET)
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    incoming_prefix: str
+    quarantine_prefix: str
+    versions_prefix: str
+    processed_prefix: str
+    current_marker_key: str
+    suffix: str
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseSettings:
+    name: str
+    data_source_name: str
+    knowledge_base_id: str
+    data_source_id: str
+    data_prefix: str
+    embedding_model_arn: str
+    chunk_max_tokens: int
+    chunk_overlap_percent: int
+    ingestion_poll_seconds: int
+    ingestion_timeout_minutes: int
+    top_k: int
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    conn_id: str
+    catalog_queue_url: str
+    bucket: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    aws: AwsSettings
+    catalog: CatalogSettings
+    knowledge_base: KnowledgeBaseSettings
+
+    def require(self, section: str, key: str) -> Any:
+        """Return a setting that must be non-empty, or raise naming the variable that sets it."""
+        value = getattr(getattr(self, section), key)
+        if value in ("", None):
+            raise ConfigError(
+                f"setting {section}.{key} is empty: set {ENV_PREFIX}{section.upper()}__{key.upper()} "
+                f"(or edit {DEFAULT_CONFIG.name})"
+            )
+        return value
+
+
+def _section(cls: type, name: str, raw: dict[str, Any], env: dict[str, str]) -> Any:
+    values = dict(raw.get(name) or {})
+    kwargs = {}
+    for f in fields(cls):
+        override = env.get(f"{ENV_PREFIX}{name.upper()}__{f.name.upper()}")
+        value = override if override is not None else values.get(f.name)
+        if value is None:
+            raise ConfigError(f"setting {name}.{f.name} is missing from the config file")
+        try:
+            kwargs[f.name] = int(value) if f.type == "int" else str(value)
+        except ValueError:
+            raise ConfigError(f"setting {name}.{f.name}={value!r} must be an integer") from None
+    return cls(**kwargs)
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read the YAML (``TAILOR_CONFIG`` or the packaged defaults) and apply environment overrides."""
+    import yaml
+
+    env = dict(os.environ if env is None else env)
+    config_path = Path(path or env.get("TAILOR_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {config_path} not found (set TAILOR_CONFIG to its path)") from None
+    raw.setdefault("aws", {})["bucket"] = env.get(f"{ENV_PREFIX}AWS__BUCKET", DEFAULT_BUCKET)
+    return Settings(
+        aws=_section(AwsSettings, "aws", raw, env),
+        catalog=_section(CatalogSettings, "catalog", raw, env),
+        knowledge_base=_section(KnowledgeBaseSettings, "knowledge_base", raw, env),
+    )
+
+
+@cache
+def settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()
