@@ -24,12 +24,20 @@ def bucket() -> str:
     return os.environ.get(f"{ENV_PREFIX}AWS__BUCKET", DEFAULT_BUCKET)
 
 
+def parse_time_setting(section: str, key: str, default: int) -> int:
+    """An integer knob that DAG wiring needs at parse time: environment only, no file I/O."""
+    raw = os.environ.get(f"{ENV_PREFIX}{section.upper()}__{key.upper()}")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{section.upper()}__{key.upper()}={raw!r} must be an integer") from None
+
+
 @dataclass(frozen=True)
 class CatalogSettings:
     incoming_prefix: str
     quarantine_prefix: str
     versions_prefix: str
-    processed_prefix: str
     current_marker_key: str
     suffix: str
     max_bytes: int
@@ -45,8 +53,6 @@ class KnowledgeBaseSettings:
     embedding_model_arn: str
     chunk_max_tokens: int
     chunk_overlap_percent: int
-    ingestion_poll_seconds: int
-    ingestion_timeout_minutes: int
     top_k: int
 
 

@@ -1,0 +1,203 @@
+"""Catalog -> Knowledge Base re-sync: which files arrived, quarantine, versioned staging, the "current" marker.
+
+Plain Python over a boto3 S3 client (the Airflow tasks pass ``S3Hook().get_conn()``), so every rule here is
+unit-testable without Airflow. Layout in the bucket (prefixes from settings)::
+
+    catalog/incoming/<file>.txt          drops (S3 notification -> SQS -> AssetWatcher, or polled)
+    catalog/quarantine/<file>.txt        rejected drops, with <file>.txt.reason.json beside them
+    catalog/versions/<version>/<file>    every accepted catalog, by content hash (12 hex)
+    catalog/current.json                 the version the Knowledge Base holds (written after COMPLETE)
+    kb-data/<product>.txt (+ .metadata.json)  the data source's documents: one per product
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote_plus
+
+from tailor.catalog import Catalog, parse_catalog
+from tailor.config import CatalogSettings
+from tailor.exceptions import CatalogValidationError
+
+log = logging.getLogger(__name__)
+
+
+def catalog_keys_from_messages(messages: list[dict[str, Any]], prefix: str, suffix: str = "") -> list[str]:
+    """Object keys created under ``prefix`` from S3 event notifications delivered through SQS.
+
+    Ignores ``s3:TestEvent`` and anything that is not an ObjectCreated event under the prefix; keys arrive
+    URL-encoded (``+`` for spaces) and are decoded. Order follows the events' ``eventTime``; duplicates dropped.
+    """
+    found: list[tuple[str, str]] = []
+    for message in messages:
+        body = message.get("Body", message)
+        event = json.loads(body) if isinstance(body, str) else body
+        for record in event.get("Records", []) if isinstance(event, dict) else []:
+            if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+                continue
+            key = unquote_plus(record.get("s3", {}).get("object", {}).get("key", ""))
+            if key.startswith(prefix) and key.endswith(suffix) and key != prefix:
+                found.append((record.get("eventTime", ""), key))
+    keys: list[str] = []
+    for _, key in sorted(found):
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def messages_from_asset_event_extras(extras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SQS messages carried by AssetWatcher events (``extra={"payload": {"message_batch": [...]}}``)."""
+    messages: list[dict[str, Any]] = []
+    for extra in extras:
+        payload = (extra or {}).get("payload") or {}
+        messages.extend(payload.get("message_batch") or [])
+    return messages
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of validating a batch of drops: the newest valid one wins, older valid ones are superseded."""
+
+    catalog_key: str | None
+    superseded: list[str]
+    quarantined: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"catalog_key": self.catalog_key, "superseded": self.superseded, "quarantined": self.quarantined}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+class CatalogStore:
+    """The catalog's S3 layout and the operations the sync performs on it."""
+
+    def __init__(self, s3: Any, bucket: str, settings: CatalogSettings, data_prefix: str) -> None:
+        self.s3, self.bucket, self.settings, self.data_prefix = s3, bucket, settings, data_prefix
+
+    def _get(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def _put(self, key: str, body: bytes | str, content_type: str = "text/plain; charset=utf-8") -> None:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def _keys(self, prefix: str) -> list[dict[str, Any]]:
+        objects = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            objects.extend(page.get("Contents", []))
+        return objects
+
+    def incoming_keys(self) -> list[str]:
+        """Drops waiting under the incoming prefix, oldest first (what the polling DAG syncs)."""
+        objects = [
+            o for o in self._keys(self.settings.incoming_prefix)
+            if o["Key"].endswith(self.settings.suffix) and o["Key"] != self.settings.incoming_prefix
+        ]
+        return [o["Key"] for o in sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))]
+
+    def load(self, key: str) -> Catalog:
+        """Read and validate one drop (raises :class:`CatalogValidationError`)."""
+        data = self._get(key)
+        return parse_catalog(data, f"s3://{self.bucket}/{key}", max_bytes=self.settings.max_bytes)
+
+    def quarantine(self, key: str, error: CatalogValidationError) -> str:
+        """Move a rejected drop to the quarantine prefix with a ``.reason.json`` naming every issue."""
+        name = key[len(self.settings.incoming_prefix):] if key.startswith(self.settings.incoming_prefix) else key
+        target = self.settings.quarantine_prefix + name
+        self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
+        reason = {
+            "source": f"s3://{self.bucket}/{key}",
+            "quarantined_at": datetime.now(timezone.utc).isoformat(),
+            "issues": [
+                {"line": i.line, "rule": i.rule, "message": str(i)} for i in error.issues
+            ],
+        }
+        self._put(target + ".reason.json", json.dumps(reason, indent=2), "application/json")
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+        log.error("quarantined s3://%s/%s -> %s: %s", self.bucket, key, target, error)
+        return target
+
+    def check(self, keys: list[str]) -> Checked:
+        """Validate every drop of a batch; quarantine the bad ones; keep the newest good one."""
+        valid: list[str] = []
+        quarantined: list[dict[str, str]] = []
+        for key in keys:
+            try:
+                catalog = self.load(key)
+            except CatalogValidationError as error:
+                quarantined.append({"key": key, "quarantine_key": self.quarantine(key, error), "error": str(error)})
+            except self.s3.exceptions.NoSuchKey:
+                log.warning("s3://%s/%s is gone (already synced or moved); skipped", self.bucket, key)
+            else:
+                log.info("%s: valid, %d products, version %s", key, len(catalog.products), catalog.version)
+                valid.append(key)
+        return Checked(valid[-1] if valid else None, valid[:-1], quarantined)
+
+    def current(self) -> dict[str, Any] | None:
+        """The marker of the version the Knowledge Base holds, or None before the first sync."""
+        try:
+            return json.loads(self._get(self.settings.current_marker_key))
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def stage(self, key: str) -> dict[str, Any]:
+        """Version the drop and, if its content is new, replace the data source's documents with it.
+
+        Returns ``{"catalog_version", "version_key", "changed", "products"}``; ``changed`` is False when the
+        Knowledge Base already holds this exact content (then nothing under the data prefix is touched).
+        """
+        catalog = self.load(key)  # re-validated: the file may have been replaced since the check
+        version_key = f"{self.settings.versions_prefix}{catalog.version}/{key.rsplit('/', 1)[-1]}"
+        self.s3.copy_object(Bucket=self.bucket, Key=version_key, CopySource={"Bucket": self.bucket, "Key": key})
+        current = self.current()
+        staged = {
+            "catalog_version": catalog.version,
+            "catalog_sha256": catalog.sha256,
+            "version_key": version_key,
+            "products": len(catalog.products),
+            "changed": not current or current.get("catalog_version") != catalog.version,
+        }
+        if not staged["changed"]:
+            log.info("catalog version %s is already in the Knowledge Base; ingestion skipped", catalog.version)
+            return staged
+        wanted = set()
+        for product in catalog.products:
+            doc_key = f"{self.data_prefix}{_slug(product.name)}.txt"
+            metadata = {"product_name": product.name, "catalog_version": catalog.version}
+            self._put(doc_key, product.to_document())
+            self._put(doc_key + ".metadata.json", json.dumps({"metadataAttributes": metadata}), "application/json")
+            wanted.update({doc_key, doc_key + ".metadata.json"})
+        stale = [o["Key"] for o in self._keys(self.data_prefix) if o["Key"] not in wanted]
+        for stale_key in stale:  # products removed from the catalog leave the KB on the next ingestion
+            self.s3.delete_object(Bucket=self.bucket, Key=stale_key)
+        log.info(
+            "staged catalog version %s: %d product documents under s3://%s/%s (%d stale removed)",
+            catalog.version, len(catalog.products), self.bucket, self.data_prefix, len(stale),
+        )
+        return staged
+
+    def publish(self, staged: dict[str, Any], ingestion_job_id: str | None, run_id: str) -> dict[str, Any]:
+        """Record the version the Knowledge Base now holds (only after the ingestion COMPLETEd)."""
+        marker = {
+            "catalog_version": staged["catalog_version"],
+            "catalog_sha256": staged["catalog_sha256"],
+            "version_key": staged["version_key"],
+            "products": staged["products"],
+            "ingestion_job_id": ingestion_job_id,
+            "run_id": run_id,
+            "synced_at": datetime.now(timezone.utc).isoformat(),
+        }
+        self._put(self.settings.current_marker_key, json.dumps(marker, indent=2), "application/json")
+        return marker
+
+    def remove_drops(self, keys: list[str]) -> None:
+        """Delete handled drops from the incoming prefix (their content is kept under versions/)."""
+        for key in keys:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
