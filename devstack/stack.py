@@ -79,11 +79,12 @@ class Stack:
             "TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS": "1",
         }
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, **kwargs: Any) -> Any:
         import boto3
 
         return boto3.client(
             service,
+            **kwargs,
             endpoint_url=self.endpoint_url,
             region_name=REGION,
             aws_access_key_id=LOCAL_KEY_ID,
@@ -115,4 +116,4 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> Any:
     bag = DagBag(dag_folder=str(REPO / "dags"))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    return bag.get_dag(dag_id).test(run_conf=conf or {})
+    return bag.dags[dag_id].test(run_conf=conf or {})

@@ -1,0 +1,39 @@
+"""Test-wide setup: a private Airflow home (configured before anything imports Airflow) and the local AWS."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
+
+# Airflow reads its configuration when first imported: point it at a throw-away home now.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="tailor-airflow-"))
+os.environ.update(airflow_env(_AIRFLOW_HOME))
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+SAMPLE_CATALOG = REPO / "include" / "data" / "catalog" / "industrial_catalog.txt"
+TEST_QA = REPO / "include" / "data" / "qa" / "test.json"
+
+
+@pytest.fixture(scope="session")
+def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The local AWS server (a child process) with the bake-off's resources; Airflow env points at it."""
+    from localaws.process import LocalAWSProcess
+
+    log = tmp_path_factory.mktemp("localaws") / "localaws.log"
+    with LocalAWSProcess(log_path=log) as aws:
+        stack = bootstrap(aws.endpoint_url)
+        os.environ.update(stack.env())
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def airflow_db(local_aws: Stack) -> Path:
+    """A migrated metadata DB in the private Airflow home (needed by dag.test())."""
+    migrate_airflow_db(dict(os.environ))
+    return _AIRFLOW_HOME

@@ -1,0 +1,200 @@
+"""The local bedrock-agent / bedrock-agent-runtime through real boto3 clients (botocore validates shapes)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devstack.stack import Stack
+from localaws.knowledge import chunk_text
+
+
+def _wait(agent, kb: str, ds: str, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = agent.get_ingestion_job(knowledgeBaseId=kb, dataSourceId=ds, ingestionJobId=job_id)["ingestionJob"]
+        if job["status"] not in ("STARTING", "IN_PROGRESS"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"ingestion job {job_id} still running after {timeout} s")
+
+
+def _fault(stack: Stack, spec: dict | None) -> None:
+    request = urllib.request.Request(
+        f"{stack.endpoint_url}/_localaws/faults",
+        data=json.dumps(spec).encode() if spec else None,
+        method="POST" if spec else "DELETE",
+    )
+    urllib.request.urlopen(request).read()
+
+
+@pytest.fixture(scope="module")
+def kb(local_aws: Stack) -> dict:
+    """A second, private knowledge base + data source so these tests never disturb the DAG tests' one."""
+    agent = local_aws.client("bedrock-agent")
+    s3 = local_aws.client("s3")
+    s3.create_bucket(Bucket="localaws-tests")
+    kb_id = agent.create_knowledge_base(
+        name="localaws-tests",
+        roleArn="arn:aws:iam::123456789012:role/kb",
+        knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+            "embeddingModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"}},
+        storageConfiguration={"type": "OPENSEARCH_SERVERLESS", "opensearchServerlessConfiguration": {
+            "collectionArn": "arn:aws:aoss:us-east-1:123456789012:collection/x", "vectorIndexName": "i",
+            "fieldMapping": {"vectorField": "v", "textField": "t", "metadataField": "m"}}},
+    )["knowledgeBase"]["knowledgeBaseId"]
+    ds_id = agent.create_data_source(
+        knowledgeBaseId=kb_id,
+        name="docs",
+        dataSourceConfiguration={"type": "S3", "s3Configuration": {
+            "bucketArn": "arn:aws:s3:::localaws-tests", "inclusionPrefixes": ["docs/"]}},
+    )["dataSource"]["dataSourceId"]
+    s3.put_object(Bucket="localaws-tests", Key="docs/mixer.txt", Body=b"The Vortex Mixer spins at 3000 rpm.")
+    s3.put_object(Bucket="localaws-tests", Key="docs/press.txt", Body=b"The Hydro Press applies 200 bar.")
+    s3.put_object(Bucket="localaws-tests", Key="docs/press.txt.metadata.json",
+                  Body=json.dumps({"metadataAttributes": {"product_name": "Hydro Press"}}).encode())
+    s3.put_object(Bucket="localaws-tests", Key="docs/photo.png", Body=b"\x89PNG")
+    s3.put_object(Bucket="localaws-tests", Key="other/ignored.txt", Body=b"outside the inclusion prefix")
+    return {"kb": kb_id, "ds": ds_id}
+
+
+def test_ingestion_indexes_the_prefix_and_retrieve_ranks_by_meaning(local_aws: Stack, kb: dict) -> None:
+    agent, runtime = local_aws.client("bedrock-agent"), local_aws.client("bedrock-agent-runtime")
+    started = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJob"]
+    assert started["status"] == "STARTING"
+    job = _wait(agent, kb["kb"], kb["ds"], started["ingestionJobId"])
+    assert job["status"] == "COMPLETE"
+    stats = job["statistics"]
+    assert stats["numberOfDocumentsScanned"] == 3  # mixer, press, photo (metadata and other/ excluded)
+    assert stats["numberOfNewDocumentsIndexed"] == 2
+    assert stats["numberOfDocumentsSkipped"] == 1
+    assert stats["numberOfMetadataDocumentsScanned"] == 1
+
+    result = runtime.retrieve(
+        knowledgeBaseId=kb["kb"], retrievalQuery={"text": "What pressure does the Hydro Press apply?"},
+        retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": 2}},
+    )["retrievalResults"]
+    assert [r["location"]["s3Location"]["uri"] for r in result] == [
+        "s3://localaws-tests/docs/press.txt", "s3://localaws-tests/docs/mixer.txt"]
+    top = result[0]
+    assert top["content"]["text"] == "The Hydro Press applies 200 bar."
+    assert top["metadata"]["product_name"] == "Hydro Press"
+    assert 0 <= result[1]["score"] < top["score"] <= 1
+
+    # A re-ingestion after a change reports modified and deleted documents.
+    s3 = local_aws.client("s3")
+    s3.put_object(Bucket="localaws-tests", Key="docs/mixer.txt", Body=b"The Vortex Mixer spins at 2800 rpm.")
+    s3.delete_object(Bucket="localaws-tests", Key="docs/press.txt")
+    again = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJob"]
+    stats = _wait(agent, kb["kb"], kb["ds"], again["ingestionJobId"])["statistics"]
+    assert (stats["numberOfModifiedDocumentsIndexed"], stats["numberOfDocumentsDeleted"]) == (1, 1)
+    jobs = agent.list_ingestion_jobs(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJobSummaries"]
+    assert {j["ingestionJobId"] for j in jobs} == {started["ingestionJobId"], again["ingestionJobId"]}
+
+
+def test_second_job_while_one_runs_is_a_conflict(local_aws: Stack, kb: dict) -> None:
+    agent = local_aws.client("bedrock-agent")
+    first = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJob"]
+    with pytest.raises(ClientError) as error:
+        agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])
+    assert error.value.response["Error"]["Code"] == "ConflictException"
+    assert first["ingestionJobId"] in error.value.response["Error"]["Message"]
+    _wait(agent, kb["kb"], kb["ds"], first["ingestionJobId"])
+
+
+@pytest.mark.parametrize("error, status", [("STOPPED", "STOPPED"), ("S3 read error", "FAILED")])
+def test_injected_ingestion_faults_end_the_job(local_aws: Stack, kb: dict, error: str, status: str) -> None:
+    agent = local_aws.client("bedrock-agent")
+    _fault(local_aws, {"operation": "ingestion:run", "error": error, "message": f"injected {error}"})
+    job_id = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJob"]["ingestionJobId"]
+    job = _wait(agent, kb["kb"], kb["ds"], job_id)
+    assert job["status"] == status
+    assert job["failureReasons"] == [f"injected {error}"]
+
+
+def test_injected_api_throttling_is_an_aws_error(local_aws: Stack, kb: dict) -> None:
+    from botocore.config import Config
+
+    agent = local_aws.client("bedrock-agent", config=Config(retries={"total_max_attempts": 1}))
+    _fault(local_aws, {"operation": "bedrock-agent:StartIngestionJob", "error": "ThrottlingException",
+                       "status": 429, "count": 1})
+    try:
+        with pytest.raises(ClientError) as error:
+            agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])
+        assert error.value.response["Error"]["Code"] == "ThrottlingException"
+        assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    finally:
+        _fault(local_aws, None)
+
+
+def test_unknown_ids_are_not_found(local_aws: Stack, kb: dict) -> None:
+    agent, runtime = local_aws.client("bedrock-agent"), local_aws.client("bedrock-agent-runtime")
+    for call in (
+        lambda: agent.get_data_source(knowledgeBaseId=kb["kb"], dataSourceId="NOPE000000"),
+        lambda: agent.get_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"], ingestionJobId="NOPE000000"),
+        lambda: agent.create_data_source(knowledgeBaseId="NOKB000000", name="x", dataSourceConfiguration={
+            "type": "S3", "s3Configuration": {"bucketArn": "arn:aws:s3:::b"}}),
+        lambda: runtime.retrieve(knowledgeBaseId="NOKB000000", retrievalQuery={"text": "q"}),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_data_source_round_trip(local_aws: Stack, kb: dict) -> None:
+    agent = local_aws.client("bedrock-agent")
+    source = agent.get_data_source(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["dataSource"]
+    assert source["name"] == "docs" and source["status"] == "AVAILABLE"
+    assert source["dataSourceConfiguration"]["s3Configuration"]["inclusionPrefixes"] == ["docs/"]
+    names = [d["name"] for d in agent.list_data_sources(knowledgeBaseId=kb["kb"])["dataSourceSummaries"]]
+    assert names == ["docs"]
+    with pytest.raises(ClientError) as error:
+        agent.create_data_source(knowledgeBaseId=kb["kb"], name="docs", dataSourceConfiguration={
+            "type": "S3", "s3Configuration": {"bucketArn": "arn:aws:s3:::localaws-tests"}})
+    assert error.value.response["Error"]["Code"] == "ConflictException"
+
+
+def test_s3_notifications_reach_sqs_filtered_and_url_encoded(local_aws: Stack) -> None:
+    """The bootstrap's notification sends only catalog/incoming/*.txt, with keys URL-encoded like AWS."""
+    from tailor.kb_sync import catalog_keys_from_messages
+
+    s3, sqs = local_aws.client("s3"), local_aws.client("sqs")
+    bucket, queue = local_aws.resources["bucket"], local_aws.resources["queue_url"]
+    s3.put_object(Bucket=bucket, Key="catalog/incoming/spring catalog+v2.txt", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="catalog/elsewhere/other.txt", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="catalog/incoming/image.png", Body=b"x")
+    messages = []
+    for _ in range(5):
+        messages += sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    bodies = [json.loads(m["Body"]) for m in messages]
+    assert any(b.get("Event") == "s3:TestEvent" for b in bodies)  # AWS sends one when configured
+    raw_keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
+    assert len(raw_keys) == 1 and "+catalog%2Bv2.txt" in raw_keys[0]  # space -> "+", "+" -> "%2B"
+    assert catalog_keys_from_messages(messages, "catalog/incoming/", ".txt") == ["catalog/incoming/spring catalog+v2.txt"]
+    for m in messages:
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    s3.delete_object(Bucket=bucket, Key="catalog/incoming/spring catalog+v2.txt")
+    s3.delete_object(Bucket=bucket, Key="catalog/incoming/image.png")
+
+
+@pytest.mark.parametrize(
+    "words, max_tokens, overlap, expected",
+    [(10, 300, 20, 1), (300, 300, 20, 1), (301, 300, 20, 2), (1000, 100, 20, 13), (0, 300, 20, 0)],
+)
+def test_fixed_size_chunking(words: int, max_tokens: int, overlap: int, expected: int) -> None:
+    text = " ".join(f"w{i}" for i in range(words))
+    chunks = chunk_text(text, {"chunkingStrategy": "FIXED_SIZE", "fixedSizeChunkingConfiguration": {
+        "maxTokens": max_tokens, "overlapPercentage": overlap}})
+    assert len(chunks) == expected
+    assert all(len(c.split()) <= max_tokens for c in chunks)
+    if chunks:  # every word is covered, in order
+        assert chunks[0].split()[0] == "w0" and chunks[-1].split()[-1] == f"w{words - 1}"
+
+
+def test_unsupported_chunking_is_refused() -> None:
+    with pytest.raises(ValueError, match="SEMANTIC"):
+        chunk_text("x", {"chunkingStrategy": "SEMANTIC"})
