@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.bedrock import BedrockIngestDataOperator
 from airflow.sdk import Param, chain, task
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 from tailor.config import parse_time_setting
 from tailor_airflow.assets import KB_SYNCED
@@ -79,10 +79,10 @@ def validate_catalogs(keys: list[str]) -> dict[str, Any]:
 
 @task
 def report_quarantined(checked: dict[str, Any]) -> None:
-    """Fail the run, naming each file, line and rule, if any drop was quarantined."""
+    """Fail the run (no retry: a bad file stays bad), naming each file, line and rule, if any was quarantined."""
     if rejected := checked["quarantined"]:
         details = "\n".join(f"- {q['key']} -> {q['quarantine_key']}:\n{q['error']}" for q in rejected)
-        raise AirflowException(
+        raise AirflowFailException(
             f"{len(rejected)} catalog drop(s) rejected and quarantined; the Knowledge Base was not changed "
             f"by them. Fix the file(s) and upload again:\n{details}"
         )
