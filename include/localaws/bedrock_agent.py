@@ -188,8 +188,9 @@ def start_ingestion_job(self: AgentsforBedrockResponse) -> str:
             )
         job = IngestionJob(knowledge_base_id, data_source_id, _new_id(), params.get("description"))
         STORE.jobs[job.ingestion_job_id] = job
+    response = json.dumps({"ingestionJob": job.to_dict()})  # STARTING, before the worker moves it on
     threading.Thread(target=_run_ingestion, args=(job, source), daemon=True).start()
-    return json.dumps({"ingestionJob": job.to_dict()})
+    return response
 
 
 def get_ingestion_job(self: AgentsforBedrockResponse) -> str:

@@ -91,7 +91,10 @@ def _section(cls: type, name: str, raw: dict[str, Any], env: dict[str, str]) -> 
         try:
             kwargs[f.name] = int(value) if f.type == "int" else str(value)
         except ValueError:
-            raise ConfigError(f"setting {name}.{f.name}={value!r} must be an integer") from None
+            raise ConfigError(
+                f"setting {name}.{f.name}={value!r} must be an integer "
+                f"(from {ENV_PREFIX}{name.upper()}__{f.name.upper()} or the config file)"
+            ) from None
     return cls(**kwargs)
 
 

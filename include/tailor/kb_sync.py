@@ -12,6 +12,7 @@ unit-testable without Airflow. Layout in the bucket (prefixes from settings)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -72,7 +73,9 @@ class Checked:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """A readable, collision-free object name: "Mixer A" and "Mixer-A" must not share a document."""
+    readable = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80]
+    return f"{readable}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
 
 
 class CatalogStore:

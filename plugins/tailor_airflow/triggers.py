@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-TERMINAL_INGESTION_STATES = ("COMPLETE", "FAILED", "STOPPED")
+TERMINAL_INGESTION_STATES = ("COMPLETE", "FAILED", "STOPPING", "STOPPED")
 
 
 class IngestionJobTrigger(BaseTrigger):

@@ -160,10 +160,16 @@ def test_data_source_round_trip(local_aws: Stack, kb: dict) -> None:
 
 def test_s3_notifications_reach_sqs_filtered_and_url_encoded(local_aws: Stack) -> None:
     """The bootstrap's notification sends only catalog/incoming/*.txt, with keys URL-encoded like AWS."""
+    from localaws.bootstrap import bootstrap
     from tailor.kb_sync import catalog_keys_from_messages
 
     s3, sqs = local_aws.client("s3"), local_aws.client("sqs")
-    bucket, queue = local_aws.resources["bucket"], local_aws.resources["queue_url"]
+    spec = {"bucket": "notification-tests", "queue_name": "notification-tests", "knowledge_base_name": "nt",
+            "data_source_name": "nt", "data_prefix": "kb-data/",
+            "embedding_model_arn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
+            "notification_prefix": "catalog/incoming/", "notification_suffix": ".txt"}
+    created = bootstrap(local_aws.endpoint_url, spec)  # its own bucket and queue: no other test's events
+    bucket, queue = created["bucket"], created["queue_url"]
     s3.put_object(Bucket=bucket, Key="catalog/incoming/spring catalog+v2.txt", Body=b"x")
     s3.put_object(Bucket=bucket, Key="catalog/elsewhere/other.txt", Body=b"x")
     s3.put_object(Bucket=bucket, Key="catalog/incoming/image.png", Body=b"x")
@@ -175,10 +181,6 @@ def test_s3_notifications_reach_sqs_filtered_and_url_encoded(local_aws: Stack) -
     raw_keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
     assert len(raw_keys) == 1 and "+catalog%2Bv2.txt" in raw_keys[0]  # space -> "+", "+" -> "%2B"
     assert catalog_keys_from_messages(messages, "catalog/incoming/", ".txt") == ["catalog/incoming/spring catalog+v2.txt"]
-    for m in messages:
-        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-    s3.delete_object(Bucket=bucket, Key="catalog/incoming/spring catalog+v2.txt")
-    s3.delete_object(Bucket=bucket, Key="catalog/incoming/image.png")
 
 
 @pytest.mark.parametrize(

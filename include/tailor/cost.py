@@ -1,0 +1,159 @@
+"""Monthly cost model of RAG, fine-tuning and hybrid, from the dated price table in ``config/defaults.yaml``.
+
+Counted: OpenSearch Serverless OCU-hours (the RAG/hybrid vector store), Bedrock generation tokens (RAG),
+one SageMaker training job per month and the SageMaker real-time endpoint hours (fine-tuning/hybrid).
+Not counted: data transfer, S3 storage, Knowledge Base ingestion embeddings, CloudWatch and Airflow itself.
+Prices are us-east-1 on-demand list prices as of the table's ``as_of`` month; they go stale, so re-check them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tailor.config import DEFAULT_CONFIG
+from tailor.exceptions import ConfigError
+
+APPROACHES = ("rag", "finetune", "hybrid")
+
+
+@dataclass(frozen=True)
+class Prices:
+    as_of: str
+    region: str
+    ocu_hour: float
+    input_per_1k: float
+    output_per_1k: float
+    embedding_per_1k: float
+    instance_hour: dict[str, float]  # instance type -> USD per hour
+
+    def hourly(self, instance_type: str) -> float:
+        """USD per hour of a SageMaker instance type, or ConfigError naming it and the known ones."""
+        if instance_type not in self.instance_hour:
+            known = ", ".join(sorted(self.instance_hour))
+            raise ConfigError(f"unknown instance type {instance_type!r}: pricing knows {known}")
+        return self.instance_hour[instance_type]
+
+
+@dataclass(frozen=True)
+class Usage:
+    users: float
+    requests_per_user_per_day: float
+    input_tokens: float
+    output_tokens: float
+    ocus: float
+    days: float
+    training_minutes: float
+    instance_type: str
+    endpoint_hours_per_day: float = 24.0
+
+    def __post_init__(self) -> None:
+        for name in ("users", "requests_per_user_per_day", "input_tokens", "output_tokens", "training_minutes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"usage.{name}={getattr(self, name)!r} must not be negative")
+        for name in ("ocus", "days"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"usage.{name}={getattr(self, name)!r} must be positive")
+        if not 0 <= self.endpoint_hours_per_day <= 24:
+            raise ConfigError(f"usage.endpoint_hours_per_day={self.endpoint_hours_per_day!r} must be within 0..24")
+
+
+@dataclass(frozen=True)
+class MonthlyCost:
+    approach: str
+    components: dict[str, float]
+    total: float
+
+
+def _number(section: dict[str, Any], key: str, where: str) -> float:
+    if section.get(key) is None:
+        raise ConfigError(f"setting {where}.{key} is missing from the config file")
+    try:
+        value = float(section[key])
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {where}.{key}={section[key]!r} must be a number") from None
+    if value < 0:
+        raise ConfigError(f"setting {where}.{key}={value!r} must not be negative")
+    return value
+
+
+def load_prices(raw: dict[str, Any] | None = None) -> tuple[Prices, Usage]:
+    """Read the ``pricing`` section (of ``raw``, a whole config or the section itself; else the packaged YAML)."""
+    if raw is None:
+        import yaml
+
+        raw = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8")) or {}
+    section = raw.get("pricing", raw) or {}
+    instances = section.get("instance_hour") or {}
+    if not isinstance(instances, dict) or not instances:
+        raise ConfigError("setting pricing.instance_hour must map instance types to hourly prices")
+    prices = Prices(
+        as_of=str(section.get("as_of", "")),
+        region=str(section.get("region", "")),
+        ocu_hour=_number(section, "opensearch_serverless_ocu_hour", "pricing"),
+        input_per_1k=_number(section, "bedrock_input_per_1k", "pricing"),
+        output_per_1k=_number(section, "bedrock_output_per_1k", "pricing"),
+        embedding_per_1k=_number(section, "embedding_per_1k", "pricing"),
+        instance_hour={str(name): _number(instances, name, "pricing.instance_hour") for name in instances},
+    )
+    raw_usage = {"endpoint_hours_per_day": 24, **(section.get("usage") or {})}
+    numeric = [f.name for f in fields(Usage) if f.name != "instance_type"]
+    usage = Usage(
+        **{name: _number(raw_usage, name, "pricing.usage") for name in numeric},
+        instance_type=str(raw_usage.get("instance_type", "")),
+    )
+    prices.hourly(usage.instance_type)  # fail at load time on an unknown instance type
+    return prices, usage
+
+
+def opensearch_monthly(prices: Prices, usage: Usage) -> float:
+    """OCUs × OCU-hour price × 24 h × days (Serverless bills every hour, idle or not)."""
+    return usage.ocus * prices.ocu_hour * 24 * usage.days
+
+
+def bedrock_monthly(prices: Prices, usage: Usage) -> float:
+    """users × requests/user/day × days × (input/1000 × input price + output/1000 × output price)."""
+    per_request = usage.input_tokens / 1000 * prices.input_per_1k + usage.output_tokens / 1000 * prices.output_per_1k
+    return usage.users * usage.requests_per_user_per_day * usage.days * per_request
+
+
+def training_monthly(prices: Prices, usage: Usage) -> float:
+    """training minutes / 60 × instance hourly price (one job per month)."""
+    return usage.training_minutes / 60 * prices.hourly(usage.instance_type)
+
+
+def endpoint_monthly(prices: Prices, usage: Usage) -> float:
+    """instance hourly price × endpoint hours per day × days."""
+    return prices.hourly(usage.instance_type) * usage.endpoint_hours_per_day * usage.days
+
+
+def monthly_costs(prices: Prices, usage: Usage) -> dict[str, MonthlyCost]:
+    """RAG = OpenSearch + Bedrock; fine-tune = training + endpoint; hybrid = fine-tune + OpenSearch."""
+    opensearch, bedrock = opensearch_monthly(prices, usage), bedrock_monthly(prices, usage)
+    training, endpoint = training_monthly(prices, usage), endpoint_monthly(prices, usage)
+    parts = {
+        "rag": {"opensearch_serverless": opensearch, "bedrock_generation": bedrock},
+        "finetune": {"sagemaker_training": training, "sagemaker_endpoint": endpoint},
+        "hybrid": {"sagemaker_training": training, "sagemaker_endpoint": endpoint,
+                   "opensearch_serverless": opensearch},
+    }
+    return {name: MonthlyCost(name, parts[name], sum(parts[name].values())) for name in APPROACHES}
+
+
+def measured_run_cost(
+    prices: Prices,
+    *,
+    bedrock_input_tokens: int,
+    bedrock_output_tokens: int,
+    endpoint_seconds: float,
+    instance_type: str,
+    embedding_tokens: int = 0,
+) -> float:
+    """Cost of one evaluation run: tokens/1000 × per-1K prices + endpoint seconds/3600 × hourly price."""
+    counts = {"bedrock_input_tokens": bedrock_input_tokens, "bedrock_output_tokens": bedrock_output_tokens,
+              "endpoint_seconds": endpoint_seconds, "embedding_tokens": embedding_tokens}
+    if bad := [f"{name}={value!r}" for name, value in counts.items() if value < 0]:
+        raise ConfigError(f"{', '.join(bad)} must not be negative")
+    tokens = (bedrock_input_tokens * prices.input_per_1k + bedrock_output_tokens * prices.output_per_1k
+              + embedding_tokens * prices.embedding_per_1k) / 1000
+    return tokens + endpoint_seconds / 3600 * prices.hourly(instance_type)

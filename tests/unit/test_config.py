@@ -1,0 +1,218 @@
+"""Unit tests of tailor.config: packaged defaults, TAILOR__SECTION__KEY overrides and the error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tailor.config import (
+    DEFAULT_BUCKET,
+    DEFAULT_CONFIG,
+    AwsSettings,
+    CatalogSettings,
+    KnowledgeBaseSettings,
+    Settings,
+    bucket,
+    load_settings,
+    parse_time_setting,
+)
+from tailor.exceptions import ConfigError, TailorError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_config_is_the_packaged_yaml() -> None:
+    assert DEFAULT_CONFIG == REPO_ROOT / "include" / "config" / "defaults.yaml"
+    assert DEFAULT_CONFIG.is_file()
+
+
+def test_load_settings_defaults() -> None:
+    settings = load_settings(env={})
+    assert isinstance(settings, Settings)
+    assert settings.aws == AwsSettings(conn_id="aws_default", catalog_queue_url="", bucket=DEFAULT_BUCKET)
+    assert settings.aws.bucket == "tailor-bakeoff"
+    assert settings.catalog == CatalogSettings(
+        incoming_prefix="catalog/incoming/",
+        quarantine_prefix="catalog/quarantine/",
+        versions_prefix="catalog/versions/",
+        current_marker_key="catalog/current.json",
+        suffix=".txt",
+        max_bytes=5242880,
+    )
+    kb = settings.knowledge_base
+    assert isinstance(kb, KnowledgeBaseSettings)
+    assert kb.name == "tailor-product-catalog"
+    assert kb.data_source_name == "product-catalog"
+    assert kb.knowledge_base_id == ""
+    assert kb.data_source_id == ""
+    assert kb.data_prefix == "kb-data/"
+    assert kb.embedding_model_arn.endswith("amazon.titan-embed-text-v2:0")
+    assert (kb.chunk_max_tokens, kb.chunk_overlap_percent, kb.top_k) == (300, 20, 3)
+    for value in (kb.chunk_max_tokens, kb.chunk_overlap_percent, kb.top_k, settings.catalog.max_bytes):
+        assert type(value) is int
+
+
+def test_load_settings_ignores_os_environ_when_env_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__TOP_K", "9")
+    monkeypatch.setenv("TAILOR__AWS__BUCKET", "from-os-environ")
+    settings = load_settings(env={})
+    assert settings.knowledge_base.top_k == 3
+    assert settings.aws.bucket == DEFAULT_BUCKET
+
+
+def test_load_settings_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILOR_CONFIG", raising=False)
+    monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__TOP_K", "9")
+    monkeypatch.setenv("TAILOR__AWS__BUCKET", "from-os-environ")
+    settings = load_settings()
+    assert settings.knowledge_base.top_k == 9
+    assert settings.aws.bucket == "from-os-environ"
+
+
+def test_env_overrides() -> None:
+    settings = load_settings(env={
+        "TAILOR__KNOWLEDGE_BASE__TOP_K": "5",
+        "TAILOR__AWS__BUCKET": "my-bucket",
+        "TAILOR__KNOWLEDGE_BASE__KNOWLEDGE_BASE_ID": "KB12345678",
+        "TAILOR__CATALOG__MAX_BYTES": "1024",
+        "TAILOR__AWS__CATALOG_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123/q",
+    })
+    assert settings.knowledge_base.top_k == 5
+    assert type(settings.knowledge_base.top_k) is int
+    assert settings.aws.bucket == "my-bucket"
+    assert settings.knowledge_base.knowledge_base_id == "KB12345678"
+    assert settings.catalog.max_bytes == 1024
+    assert settings.aws.catalog_queue_url == "https://sqs.us-east-1.amazonaws.com/123/q"
+    # Untouched settings keep their defaults.
+    assert settings.knowledge_base.chunk_max_tokens == 300
+    assert settings.catalog.suffix == ".txt"
+
+
+def test_env_override_with_empty_string_replaces_string_default() -> None:
+    settings = load_settings(env={"TAILOR__CATALOG__SUFFIX": ""})
+    assert settings.catalog.suffix == ""
+
+
+def test_bucket_in_config_file_is_replaced_by_env_or_default(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8").replace(
+        "aws:\n", "aws:\n  bucket: from-the-file\n", 1), encoding="utf-8")
+    assert load_settings(config, env={}).aws.bucket == DEFAULT_BUCKET
+    assert load_settings(config, env={"TAILOR__AWS__BUCKET": "from-env"}).aws.bucket == "from-env"
+
+
+@pytest.mark.parametrize("value", ["five", "5.0", "", " "])
+def test_invalid_int_override_raises_config_error(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"TAILOR__KNOWLEDGE_BASE__TOP_K": value})
+    message = str(caught.value)
+    assert "knowledge_base.top_k" in message
+    assert repr(value) in message
+    assert "must be an integer" in message
+
+
+def test_invalid_int_in_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8").replace(
+        "max_bytes: 5242880", "max_bytes: lots"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"catalog\.max_bytes='lots' must be an integer"):
+        load_settings(config, env={})
+
+
+def test_config_error_is_a_tailor_value_error() -> None:
+    with pytest.raises(ValueError):
+        load_settings(env={"TAILOR__CATALOG__MAX_BYTES": "x"})
+    assert issubclass(ConfigError, TailorError)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(missing, env={})
+    assert str(missing) in str(caught.value)
+    assert "TAILOR_CONFIG" in str(caught.value)
+
+
+def test_missing_config_file_from_tailor_config_env(tmp_path: Path) -> None:
+    missing = tmp_path / "from-env.yaml"
+    with pytest.raises(ConfigError, match="from-env.yaml"):
+        load_settings(env={"TAILOR_CONFIG": str(missing)})
+
+
+def test_tailor_config_env_selects_file(tmp_path: Path) -> None:
+    config = tmp_path / "custom.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8").replace("top_k: 3", "top_k: 7"), encoding="utf-8")
+    assert load_settings(env={"TAILOR_CONFIG": str(config)}).knowledge_base.top_k == 7
+    # An explicit path wins over TAILOR_CONFIG.
+    assert load_settings(DEFAULT_CONFIG, env={"TAILOR_CONFIG": str(config)}).knowledge_base.top_k == 3
+
+
+def test_setting_missing_from_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8").replace("  top_k: 3\n", ""), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"knowledge_base\.top_k is missing"):
+        load_settings(config, env={})
+    # ... unless the environment provides it.
+    assert load_settings(config, env={"TAILOR__KNOWLEDGE_BASE__TOP_K": "4"}).knowledge_base.top_k == 4
+
+
+def test_require_empty_knowledge_base_id() -> None:
+    settings = load_settings(env={})
+    with pytest.raises(ConfigError) as caught:
+        settings.require("knowledge_base", "knowledge_base_id")
+    message = str(caught.value)
+    assert "TAILOR__KNOWLEDGE_BASE__KNOWLEDGE_BASE_ID" in message
+    assert "knowledge_base.knowledge_base_id" in message
+    assert "defaults.yaml" in message
+
+
+def test_require_returns_set_value() -> None:
+    settings = load_settings(env={"TAILOR__KNOWLEDGE_BASE__KNOWLEDGE_BASE_ID": "KB12345678"})
+    assert settings.require("knowledge_base", "knowledge_base_id") == "KB12345678"
+    assert settings.require("knowledge_base", "top_k") == 3
+    with pytest.raises(ConfigError, match="TAILOR__AWS__CATALOG_QUEUE_URL"):
+        settings.require("aws", "catalog_queue_url")
+
+
+# --- parse-time settings -------------------------------------------------------------------------------------
+
+
+def test_parse_time_setting_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", raising=False)
+    assert parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10) == 10
+
+
+def test_parse_time_setting_empty_uses_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", "")
+    assert parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10) == 10
+
+
+def test_parse_time_setting_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_TIMEOUT_MINUTES", "15")
+    value = parse_time_setting("knowledge_base", "ingestion_timeout_minutes", 60)
+    assert value == 15
+    assert type(value) is int
+
+
+def test_parse_time_setting_uses_upper_case_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", "3")
+    assert parse_time_setting("Knowledge_Base", "Ingestion_Poll_Seconds", 10) == 3
+
+
+@pytest.mark.parametrize("raw", ["ten", "1.5", "10s"])
+def test_parse_time_setting_invalid(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", raw)
+    with pytest.raises(ConfigError) as caught:
+        parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10)
+    message = str(caught.value)
+    assert "TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS" in message
+    assert repr(raw) in message
+    assert "must be an integer" in message
+
+
+def test_bucket_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILOR__AWS__BUCKET", raising=False)
+    assert bucket() == DEFAULT_BUCKET
+    monkeypatch.setenv("TAILOR__AWS__BUCKET", "other-bucket")
+    assert bucket() == "other-bucket"
