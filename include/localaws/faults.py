@@ -6,8 +6,10 @@ Switch it on over HTTP (the server's front door), e.g. with ``curl``::
                                        "error": "ThrottlingException", "status": 429, "count": 2}
     DELETE {endpoint}/_localaws/faults   (clear all)
 
-Operations: ``bedrock-agent:StartIngestionJob`` (an API error), ``ingestion:run`` (the background job ends
-FAILED with the error as its failure reason, or STOPPED when ``error`` is ``"STOPPED"``).
+Operations: ``bedrock-agent:StartIngestionJob`` and ``sagemaker-runtime:InvokeEndpoint`` (an API error with
+that status), ``ingestion:run`` (the background job ends FAILED with the error as its failure reason, or
+STOPPED when ``error`` is ``"STOPPED"``), ``sagemaker:training`` (the training job ends Failed with the
+message as its ``FailureReason``).
 """
 
 from __future__ import annotations

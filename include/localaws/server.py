@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from localaws import bedrock_agent, faults
+from localaws import bedrock_agent, faults, sagemaker
 
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
@@ -78,6 +78,7 @@ class LocalAWS:
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
         self.port = self._server.server_address[1]
         bedrock_agent.install(self.endpoint_url)
+        sagemaker.install(self.endpoint_url)
         self._thread = threading.Thread(target=self._server.serve_forever, name="localaws", daemon=True)
         self._thread.start()
         log.info("local AWS listening on %s", self.endpoint_url)

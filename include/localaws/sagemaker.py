@@ -1,0 +1,194 @@
+"""SageMaker: training jobs that really train, UpdateEndpoint, and InvokeEndpoint serving the trained model.
+
+moto keeps the control-plane objects (jobs, models, endpoint configs, endpoints) but completes training jobs
+instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Here:
+
+* ``CreateTrainingJob`` starts :func:`localaws.training.fine_tune` in the background on the job's ``train``
+  channel: InProgress -> Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics,
+  ``BillableTimeInSeconds``) or Failed with ``FailureReason``.
+* ``UpdateEndpoint`` points an endpoint at another endpoint config (blue/green by config name).
+* ``InvokeEndpoint`` serves the model behind the endpoint with JumpStart's text-generation contract:
+  ``{"inputs": str, "parameters": {...}}`` -> ``{"generated_text": str}``. A model whose artifact lives in a
+  JumpStart cache bucket (``s3://jumpstart-cache-prod-...``) is served as the base model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from moto.core.utils import utcnow
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend, sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+from localaws import faults, serving
+
+log = logging.getLogger(__name__)
+BASE_MODEL_PREFIX = "s3://jumpstart-cache-prod-"
+_STATE: dict[str, str] = {"endpoint_url": ""}
+_training_lock = threading.Lock()  # one training at a time: 2 cores
+
+
+def _s3() -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=_STATE["endpoint_url"], region_name="us-east-1",
+                        aws_access_key_id="localaws", aws_secret_access_key="localaws")
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _download_prefix(uri: str, target: Path) -> int:
+    s3, (bucket, prefix) = _s3(), _split(uri)
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix):].lstrip("/") or Path(obj["Key"]).name
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(destination))
+            count += 1
+    return count
+
+
+def _run_training(job: FakeTrainingJob) -> None:
+    from localaws.models import smollm2_dir
+    from localaws.training import fine_tune, pack
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix=f"train-{job.training_job_name}-"))
+    try:
+        with _training_lock:
+            job.training_start_time = utcnow()
+            job.secondary_status = "Downloading"
+            faults.check("sagemaker:training")
+            channels = {c["ChannelName"]: c for c in job.input_data_config or []}
+            if "train" not in channels:
+                raise ValueError(f"no 'train' channel (got {sorted(channels)})")
+            uri = channels["train"]["DataSource"]["S3DataSource"]["S3Uri"]
+            if _download_prefix(uri, workdir / "train") == 0:
+                raise ValueError(f"the train channel {uri} is empty")
+            job.secondary_status = "Training"
+            metrics = fine_tune(smollm2_dir(), workdir / "train", job.hyper_parameters or {}, workdir / "model")
+            job.secondary_status = "Uploading"
+            pack(workdir / "model", workdir / "model.tar.gz")
+            bucket, key = _split(job.model_artifacts["S3ModelArtifacts"])
+            _s3().upload_file(str(workdir / "model.tar.gz"), bucket, key)
+        now = utcnow()
+        job.final_metric_data_list = [{"MetricName": k, "Value": float(v), "Timestamp": now} for k, v in metrics.items()]
+        job.training_job_status = job.secondary_status = "Completed"
+        log.info("training job %s Completed: %s", job.training_job_name, metrics)
+    except faults.InjectedFault as fault:
+        job.failure_reason = fault.message
+        job.training_job_status = job.secondary_status = "Failed"
+    except Exception as exc:  # the job's Failed state, with the reason, as on AWS
+        log.exception("training job %s Failed", job.training_job_name)
+        job.failure_reason = f"AlgorithmError: {type(exc).__name__}: {exc}"
+        job.training_job_status = job.secondary_status = "Failed"
+    finally:
+        job.training_end_time = job.last_modified_time = utcnow()
+        job.billable_time_in_seconds = job.training_time_in_seconds = max(1, int(time.monotonic() - started))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_original_create_training_job = SageMakerModelBackend.create_training_job
+
+
+def _create_training_job(self: SageMakerModelBackend, **kwargs: Any) -> FakeTrainingJob:
+    if kwargs.get("training_job_name") in self.training_jobs:
+        raise ValidationError(f"Training job {kwargs['training_job_name']} already exists")  # as AWS does
+    job = _original_create_training_job(self, **kwargs)
+    job.training_job_status, job.secondary_status = "InProgress", "Starting"
+    job.training_end_time = None
+    job.final_metric_data_list = []
+    threading.Thread(target=_run_training, args=(job,), daemon=True, name=f"train-{job.training_job_name}").start()
+    return job
+
+
+def update_endpoint(self: SageMakerResponse) -> Any:
+    from moto.core.responses import ActionResult
+
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    backend = self.sagemaker_backend
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        raise ValidationError(f"Could not find endpoint \"{name}\".")
+    config = backend.endpoint_configs.get(config_name)
+    if config is None:
+        raise ValidationError(f"Could not find endpoint configuration \"{config_name}\".")
+    endpoint.endpoint_config_name = config_name
+    endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+    endpoint.last_modified_time = str(utcnow())
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
+    name = self.path.split("/")[2]
+    try:
+        faults.check("sagemaker-runtime:InvokeEndpoint")
+    except faults.InjectedFault as fault:
+        return fault.code, {"x-amzn-ErrorType": fault.error}, json.dumps({"message": fault.message})
+    backend = sagemaker_backends[self.current_account][self.region]
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        body = {"message": f"Endpoint {name} of account {self.current_account} not found."}
+        return 400, {"x-amzn-ErrorType": "ValidationError"}, json.dumps(body)
+    config = backend.endpoint_configs[endpoint.endpoint_config_name]
+    variant = config.production_variants[0]
+    model = backend._models[variant["ModelName"]]
+    url = (model.primary_container or model.containers[0])["ModelDataUrl"]
+    try:
+        request = json.loads(self.body or b"{}")
+        text = serving.generate(_model_dir(url), request)
+    except (ValueError, KeyError, TypeError) as exc:
+        body = {"message": f"Received client error (400) from primary: {exc}", "ErrorCode": "CLIENT_ERROR"}
+        return 424, {"x-amzn-ErrorType": "ModelError"}, json.dumps(body)
+    headers = {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant["VariantName"]}
+    return 200, headers, json.dumps({"generated_text": text})
+
+
+_model_dirs: dict[str, Path] = {}
+_model_lock = threading.Lock()
+
+
+def _model_dir(url: str) -> Path:
+    """The local folder of a model artifact (the base model for JumpStart cache URIs), extracted once."""
+    from localaws.models import cache_dir, smollm2_dir
+
+    if url.startswith(BASE_MODEL_PREFIX):
+        return smollm2_dir()
+    with _model_lock:
+        if url in _model_dirs:
+            return _model_dirs[url]
+        s3, (bucket, key) = _s3(), _split(url)
+        etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        target = cache_dir() / "artifacts" / hashlib.sha1(f"{url}#{etag}".encode()).hexdigest()[:16]
+        if not (target / "config.json").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            archive = target / "model.tar.gz"
+            s3.download_file(bucket, key, str(archive))
+            with tarfile.open(archive) as tar:
+                tar.extractall(target, filter="data")
+            archive.unlink()
+        _model_dirs[url] = target
+        return target
+
+
+def install(endpoint_url: str) -> None:
+    _STATE["endpoint_url"] = endpoint_url
+    SageMakerModelBackend.create_training_job = _create_training_job
+    SageMakerResponse.update_endpoint = update_endpoint
+    SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
