@@ -8,10 +8,10 @@ import sys
 from datetime import datetime, timezone
 from importlib.metadata import version
 
-from benchmarks import parse_time
+from benchmarks import bertscore_stage, parse_time
 from devstack.stack import REPO
 
-SECTIONS = [parse_time.run]
+SECTIONS = [parse_time.run, bertscore_stage.run]
 
 
 def header() -> str:
