@@ -15,9 +15,9 @@ runs when triggered by hand.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 
+from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
 from tailor_airflow.assets import CATALOG_DROPS
 from tailor_airflow.kb_sync import CATALOG_KEY_PARAM, catalog_keys_from_events, catalog_sync_tasks
 
@@ -25,10 +25,10 @@ from tailor_airflow.kb_sync import CATALOG_KEY_PARAM, catalog_keys_from_events, 
 @dag(
     dag_id="catalog_kb_sync",
     schedule=[CATALOG_DROPS],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # one ingestion per data source at a time (AWS refuses a second one)
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    default_args=DEFAULT_ARGS,
     params=CATALOG_KEY_PARAM,
     tags=["knowledge-base", "bedrock", "catalog"],
     doc_md=__doc__,

@@ -9,22 +9,22 @@ incoming prefix, so the next poll does not see them again. Trigger with `catalog
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import chain, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from tailor.config import bucket
+from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
 from tailor_airflow.kb_sync import CATALOG_KEY_PARAM, catalog_sync_tasks, incoming_catalog_keys
 
 
 @dag(
     dag_id="catalog_kb_sync_poll",
     schedule=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    default_args=DEFAULT_ARGS,
     params=CATALOG_KEY_PARAM,
     tags=["knowledge-base", "bedrock", "catalog"],
     doc_md=__doc__,

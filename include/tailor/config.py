@@ -64,10 +64,49 @@ class AwsSettings:
 
 
 @dataclass(frozen=True)
+class QASettings:
+    test_set: str
+    train_set: str
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    method: str
+    jumpstart_model_id: str
+    training_image_uri: str
+    base_model_uri: str
+    inference_image_uri: str
+    role_arn: str
+    training_instance_type: str
+    endpoint_instance_type: str
+    epochs: int
+    learning_rate: float
+    max_input_length: int
+    per_device_train_batch_size: int
+    lora_r: int
+    lora_alpha: int
+    local_trainable_layers: int
+    max_runtime_seconds: int
+    champion_endpoint: str
+    promote_margin: float
+    eval_sample_limit: int
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    bertscore_model: str
+    bertscore_layers: int
+
+
+@dataclass(frozen=True)
 class Settings:
     aws: AwsSettings
     catalog: CatalogSettings
     knowledge_base: KnowledgeBaseSettings
+    qa: QASettings
+    finetune: FinetuneSettings
+    metrics: MetricsSettings
 
     def require(self, section: str, key: str) -> Any:
         """Return a setting that must be non-empty, or raise naming the variable that sets it."""
@@ -89,10 +128,11 @@ def _section(cls: type, name: str, raw: dict[str, Any], env: dict[str, str]) -> 
         if value is None:
             raise ConfigError(f"setting {name}.{f.name} is missing from the config file")
         try:
-            kwargs[f.name] = int(value) if f.type == "int" else str(value)
+            kwargs[f.name] = {"int": int, "float": float}.get(str(f.type), str)(value)
         except ValueError:
             raise ConfigError(
-                f"setting {name}.{f.name}={value!r} must be an integer "
+                f"setting {name}.{f.name}={value!r} must be "
+                f"{'an integer' if str(f.type) == 'int' else 'a number'} "
                 f"(from {ENV_PREFIX}{name.upper()}__{f.name.upper()} or the config file)"
             ) from None
     return cls(**kwargs)
@@ -113,6 +153,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         aws=_section(AwsSettings, "aws", raw, env),
         catalog=_section(CatalogSettings, "catalog", raw, env),
         knowledge_base=_section(KnowledgeBaseSettings, "knowledge_base", raw, env),
+        qa=_section(QASettings, "qa", raw, env),
+        finetune=_section(FinetuneSettings, "finetune", raw, env),
+        metrics=_section(MetricsSettings, "metrics", raw, env),
     )
 
 

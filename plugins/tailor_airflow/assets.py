@@ -25,3 +25,4 @@ CATALOG_DROPS = Asset(
     name="catalog-drops", uri=f"s3://{bucket()}/catalog/incoming/", watchers=_catalog_drop_watchers()
 )
 KB_SYNCED = Asset(name="kb-synced", uri=f"s3://{bucket()}/catalog/current.json")
+FINETUNED_MODEL = Asset(name="finetuned-model", uri=f"s3://{bucket()}/finetune/champion.json")

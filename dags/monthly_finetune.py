@@ -1,0 +1,86 @@
+"""
+### Monthly fine-tuning: JumpStart Llama 3.1 8B Instruct on the latest catalog, champion/challenger
+
+Training data comes from the catalog version the Knowledge Base holds (`catalog/current.json`):
+**domain adaptation** (the catalog text, the default, as in the seed) or **instruction tuning** (the QA train
+set as JSONL + template). The QA *test* set is never in a training channel (checked). A
+`SageMakerTrainingOperator` job with a deterministic name per run (a retry re-attaches instead of paying for a
+second job) -> model -> **challenger** endpoint -> smoke test -> the challenger and the current **champion**
+answer the same held-out questions (BERTScore F1) -> the champion endpoint is pointed at the challenger's
+config only if it is not worse by more than `finetune.promote_margin` (Param `promote` overrides). The
+challenger endpoint is always deleted afterwards (teardown, also on failure): only the champion keeps
+running (ml.g5.12xlarge 24x7 is about $5,100/month: see the cost model). Lineage (job, data version,
+hyperparameters, metrics, decision) is written to `finetune/<job>/lineage.json`; `finetuned-model` announces
+a promotion. Empty Params use the config (`include/config/defaults.yaml`, section `finetune`).
+"""
+
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator, SageMakerModelOperator
+from airflow.sdk import Param, chain, dag
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from tailor.config import parse_time_setting
+from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
+from tailor_airflow.finetune import (
+    deployment_configs,
+    evaluate_challenger,
+    prepare_training_data,
+    promote,
+    smoke_test,
+    teardown_challenger,
+)
+from tailor_airflow.sagemaker import ResumableTrainingOperator
+
+POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
+
+
+@dag(
+    dag_id="monthly_finetune",
+    schedule=CronTriggerTimetable("0 3 1 * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "method": Param("domain_adaptation", enum=["domain_adaptation", "instruction_tuning"],
+                        description="Domain adaptation trains on the catalog text; instruction tuning on the "
+                                    "QA train set (question -> answer pairs)."),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=20,
+                        description="Training epochs. Empty: finetune.epochs from the config (5 on AWS)."),
+        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=0.01,
+                               description="Learning rate. Empty: finetune.learning_rate from the config."),
+        "instance_type": Param(None, type=["null", "string"], pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
+                               description="Training instance type, e.g. ml.g5.12xlarge. Empty: the config's."),
+        "promote": Param("if_better", enum=["if_better", "always", "never"],
+                         description="Champion/challenger policy: promote only if not worse than the champion "
+                                     "by more than the margin, always, or never (evaluate only)."),
+    },
+    tags=["fine-tuning", "sagemaker", "jumpstart"],
+    doc_md=__doc__,
+)
+def monthly_finetune() -> None:
+    prepared = prepare_training_data()
+    train = ResumableTrainingOperator(
+        task_id="train",
+        config=prepared["training_config"],
+        deferrable=True,
+        check_interval=POLL_SECONDS,
+        max_attempts=30 * 3600 // POLL_SECONDS,  # a JumpStart 8B fine-tune can take hours: wait up to 30 h
+        print_log=False,
+    )
+    configs = deployment_configs(prepared["job_name"], train.output)
+    create_model = SageMakerModelOperator(task_id="create_model", config=configs["model"])
+    deploy = SageMakerEndpointOperator(
+        task_id="deploy_challenger", config=configs["endpoint"], operation="create",
+        wait_for_completion=True, check_interval=POLL_SECONDS,
+    )
+    evaluation = evaluate_challenger(configs["challenger_endpoint"])
+    decision = promote(prepared, configs, evaluation)
+    teardown = teardown_challenger()
+    chain(train, configs, create_model, deploy, smoke_test(configs["challenger_endpoint"]), evaluation, decision,
+          teardown)
+    teardown.as_teardown(setups=prepared.operator)  # runs even if training/deploy failed: nothing left running
+
+
+monthly_finetune()

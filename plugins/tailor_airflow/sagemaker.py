@@ -1,0 +1,64 @@
+"""SageMaker operators that make the provider's safe to retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.exceptions import AirflowException
+
+RUNNING, FAILED = ("InProgress", "Stopping"), ("Failed", "Stopped")
+
+
+class ResumableTrainingOperator(SageMakerTrainingOperator):
+    """``SageMakerTrainingOperator`` that re-attaches to its own job on a retry instead of starting a second.
+
+    The provider's ``action_if_job_exists="timestamp"`` starts a new (paid) job on every retry, and ``"fail"``
+    fails the retry. With a deterministic ``TrainingJobName`` per DAG run, this operator describes the job
+    first: running -> wait for it (deferred); Completed -> done; Failed/Stopped -> fail with SageMaker's
+    ``FailureReason``; absent -> create it. A failed job's reason is also raised after a deferred wait.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("check_if_job_exists", False)
+        super().__init__(**kwargs)
+
+    def _describe(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.hook.describe_training_job(name)
+        except self.hook.conn.exceptions.ClientError as error:
+            if "Could not find" in str(error) or "ValidationException" in str(error):
+                return None
+            raise
+
+    def _raise_failed(self, description: dict[str, Any]) -> None:
+        raise AirflowException(
+            f"SageMaker training job {description['TrainingJobName']} {description['TrainingJobStatus']}: "
+            f"{description.get('FailureReason', '(no reason given)')}. No endpoint was created; fix the cause "
+            "and trigger a new run (this run's job name is taken)."
+        )
+
+    def execute(self, context: Any) -> dict:
+        self.preprocess_config()
+        name = self.config["TrainingJobName"]
+        description = self._describe(name)
+        if description is None:
+            return super().execute(context)
+        status = description["TrainingJobStatus"]
+        self.log.info("training job %s already exists (%s): re-attaching instead of starting another", name, status)
+        if status in FAILED:
+            self._raise_failed(description)
+        if status == "Completed":
+            return self.serialize_result(name)
+        self.defer(
+            trigger=SageMakerTrigger(job_name=name, job_type="Training", waiter_delay=self.check_interval,
+                                     waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, dict]:
+        description = self.hook.describe_training_job(self.config["TrainingJobName"])
+        if description["TrainingJobStatus"] in FAILED:
+            self._raise_failed(description)
+        return super().execute_complete(context, event)
