@@ -43,7 +43,7 @@ POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={
-        "method": Param("domain_adaptation", enum=["domain_adaptation", "instruction_tuning"],
+        "method": Param("domain_adaptation", type="string", enum=["domain_adaptation", "instruction_tuning"],
                         description="Domain adaptation trains on the catalog text; instruction tuning on the "
                                     "QA train set (question -> answer pairs)."),
         "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=20,
@@ -52,7 +52,7 @@ POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
                                description="Learning rate. Empty: finetune.learning_rate from the config."),
         "instance_type": Param(None, type=["null", "string"], pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
                                description="Training instance type, e.g. ml.g5.12xlarge. Empty: the config's."),
-        "promote": Param("if_better", enum=["if_better", "always", "never"],
+        "promote": Param("if_better", type="string", enum=["if_better", "always", "never"],
                          description="Champion/challenger policy: promote only if not worse than the champion "
                                      "by more than the margin, always, or never (evaluate only)."),
     },

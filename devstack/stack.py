@@ -100,6 +100,16 @@ class Stack:
             "TAILOR__METRICS__BERTSCORE_MODEL": str(smollm2_dir()),
         }
 
+    def arm_fault(self, operation: str, error: str, *, status: int = 400, count: int = 1,
+                  message: str | None = None) -> None:
+        """Make the next ``count`` calls of ``operation`` fail (see ``localaws.faults``)."""
+        import urllib.request
+
+        spec = {"operation": operation, "error": error, "status": status, "count": count, "message": message}
+        request = urllib.request.Request(f"{self.endpoint_url}/_localaws/faults", data=json.dumps(spec).encode(),
+                                         method="POST")
+        urllib.request.urlopen(request, timeout=10).read()
+
     def client(self, service: str, **kwargs: Any) -> Any:
         import boto3
 

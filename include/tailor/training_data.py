@@ -38,7 +38,7 @@ def training_files(method: str, catalog: Catalog, train_set: QADataset | None) -
         if train_set is None:
             raise ValueError("instruction_tuning needs the QA train set (qa.train_set)")
         records = [{"instruction": i.question, "context": "", "response": i.answer} for i in train_set.items]
-        return {"train.jsonl": "\n".join(json.dumps(r) for r in records) + "\n",
+        return {"train.jsonl": "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
                 "template.json": json.dumps(INSTRUCTION_TEMPLATE)}
     raise ValueError(f"unknown fine-tuning method {method!r} (use one of {', '.join(METHODS)})")
 

@@ -53,7 +53,9 @@ class ResumableTrainingOperator(SageMakerTrainingOperator):
             return self.serialize_result(name)
         self.defer(
             trigger=SageMakerTrigger(job_name=name, job_type="Training", waiter_delay=self.check_interval,
-                                     waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id),
+                                     waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
+                                     region_name=self.region_name, verify=self.verify,
+                                     botocore_config=self.botocore_config),
             method_name="execute_complete",
         )
 
