@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from localaws import bedrock_agent, faults, sagemaker
+from localaws import bedrock_agent, bedrock_runtime, faults, sagemaker
 
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
@@ -86,6 +86,7 @@ class LocalAWS:
         self.port = self._server.server_address[1]
         bedrock_agent.install(self.endpoint_url)
         sagemaker.install(self.endpoint_url)
+        bedrock_runtime.install()
         self._thread = threading.Thread(target=self._server.serve_forever, name="localaws", daemon=True)
         self._thread.start()
         self._create_public_buckets()
