@@ -100,6 +100,19 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationSettings:
+    generator_model_id: str
+    max_tokens: int
+    temperature: float
+    batch_size: int
+    concurrency: int
+    output_prefix: str
+    warehouse_conn_id: str
+    warehouse_dialect: str
+    report_note: str
+
+
+@dataclass(frozen=True)
 class Settings:
     aws: AwsSettings
     catalog: CatalogSettings
@@ -107,6 +120,7 @@ class Settings:
     qa: QASettings
     finetune: FinetuneSettings
     metrics: MetricsSettings
+    evaluation: EvaluationSettings
 
     def require(self, section: str, key: str) -> Any:
         """Return a setting that must be non-empty, or raise naming the variable that sets it."""
@@ -156,6 +170,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         qa=_section(QASettings, "qa", raw, env),
         finetune=_section(FinetuneSettings, "finetune", raw, env),
         metrics=_section(MetricsSettings, "metrics", raw, env),
+        evaluation=_section(EvaluationSettings, "evaluation", raw, env),
     )
 
 

@@ -1,0 +1,114 @@
+"""The three answerers under test, over three ports (boto3 clients): Retriever, Generator, Endpoint.
+
+* ``rag``      - bedrock-agent-runtime ``Retrieve`` (top-k) + bedrock-runtime ``Converse`` (temperature 0);
+* ``finetune`` - sagemaker-runtime ``InvokeEndpoint`` on the champion (JumpStart Llama 3.1 contract);
+* ``hybrid``   - ``Retrieve`` + the fine-tuned endpoint with the same grounded prompt as RAG.
+
+Every approach gets the same system prompt and decoding settings. Each call's latency is measured around the
+API call only; a failure after botocore's retries becomes the sample's ``error`` (never a fake answer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tailor.generation import invoke_jumpstart
+from tailor.prompts import SYSTEM, grounded_question, llama3_chat
+from tailor.qa import QAItem
+
+log = logging.getLogger(__name__)
+APPROACHES = ("rag", "finetune", "hybrid")
+
+
+@dataclass(frozen=True)
+class Ports:
+    retriever: Any  # bedrock-agent-runtime client
+    generator: Any  # bedrock-runtime client
+    endpoint: Any  # sagemaker-runtime client
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    knowledge_base_id: str
+    top_k: int
+    generator_model_id: str
+    endpoint_name: str
+    max_tokens: int
+    temperature: float = 0.0
+    concurrency: int = 8
+
+
+def retrieve(client: Any, knowledge_base_id: str, question: str, top_k: int) -> tuple[list[dict[str, Any]], float]:
+    """Top-k chunks (text, product, score, uri) and the call's latency in ms."""
+    started = time.perf_counter()
+    response = client.retrieve(
+        knowledgeBaseId=knowledge_base_id, retrievalQuery={"text": question},
+        retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": top_k}},
+    )
+    latency = (time.perf_counter() - started) * 1000
+    chunks = [
+        {"text": r["content"]["text"], "score": r.get("score"),
+         "product_name": (r.get("metadata") or {}).get("product_name"),
+         "uri": ((r.get("location") or {}).get("s3Location") or {}).get("uri")}
+        for r in response["retrievalResults"]
+    ]
+    return chunks, latency
+
+
+def converse(client: Any, model_id: str, user: str, *, max_tokens: int, temperature: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    response = client.converse(
+        modelId=model_id, system=[{"text": SYSTEM}], messages=[{"role": "user", "content": [{"text": user}]}],
+        inferenceConfig={"maxTokens": max_tokens, "temperature": temperature},
+    )
+    latency = (time.perf_counter() - started) * 1000
+    text = "".join(b.get("text", "") for b in response["output"]["message"]["content"]).strip()
+    usage = response.get("usage", {})
+    return {"answer": text, "latency_ms": latency, "input_tokens": usage.get("inputTokens"),
+            "output_tokens": usage.get("outputTokens")}
+
+
+def _context(chunks: list[dict[str, Any]]) -> str:
+    return "\n\n".join(f"[{i + 1}] {c['text']}" for i, c in enumerate(chunks))
+
+
+def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) -> dict[str, Any]:
+    """One sample's record: the answer with latency and tokens, the retrieved context, or the error."""
+    record: dict[str, Any] = {
+        "sample_id": item.sample_id, "approach": approach, "product_name": item.product_name,
+        "question": item.question, "reference": item.answer, "answer": None, "error": None,
+        "latency_ms": None, "retrieval_ms": None, "input_tokens": None, "output_tokens": None, "retrieved": [],
+    }
+    try:
+        if approach in ("rag", "hybrid"):
+            chunks, record["retrieval_ms"] = retrieve(ports.retriever, settings.knowledge_base_id, item.question,
+                                                      settings.top_k)
+            record["retrieved"] = chunks
+            user = grounded_question(item.question, _context(chunks))
+        else:
+            user = item.question
+        if approach == "rag":
+            result = converse(ports.generator, settings.generator_model_id, user,
+                              max_tokens=settings.max_tokens, temperature=settings.temperature)
+            record |= result
+        else:
+            generated = invoke_jumpstart(ports.endpoint, settings.endpoint_name, llama3_chat(SYSTEM, user),
+                                         max_new_tokens=settings.max_tokens, temperature=settings.temperature)
+            record |= {"answer": generated.text, "latency_ms": generated.latency_ms}
+        record["latency_ms"] = record["latency_ms"] + (record["retrieval_ms"] or 0.0)
+    except Exception as error:  # recorded per sample; the batch and the run go on
+        record["error"] = f"{type(error).__name__}: {error}"
+        log.warning("%s sample %s failed: %s", approach, item.sample_id, record["error"])
+    return record
+
+
+def answer_batch(approach: str, items: list[QAItem], ports: Ports, settings: AnswerSettings) -> list[dict[str, Any]]:
+    """Answer a batch with bounded concurrency (the serving side batches concurrent requests)."""
+    if approach not in APPROACHES:
+        raise ValueError(f"unknown approach {approach!r} (use {', '.join(APPROACHES)})")
+    with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
+        return list(pool.map(lambda item: answer(approach, item, ports, settings), items))
