@@ -30,6 +30,10 @@ LOCAL_SCALE = {
     "TAILOR__FINETUNE__MAX_NEW_TOKENS": "48",
     "TAILOR__METRICS__BERTSCORE_LAYERS": "8",
     "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": "1",
+    "TAILOR__EVALUATION__MAX_TOKENS": "64",
+    "TAILOR__EVALUATION__REPORT_NOTE": (
+        "Local run: a 135M-parameter model (SmolLM2) stands in for Bedrock, JumpStart and the judges, so these "
+        "scores test the pipeline, not the models."),
 }
 
 
@@ -79,17 +83,26 @@ def bootstrap_spec() -> dict[str, Any]:
     }
 
 
+def sqlite_connection_uri(path: Path) -> str:
+    """An Airflow connection URI for a SQLite file (the path percent-encoded, as SqliteHook needs)."""
+    from urllib.parse import quote
+
+    return "sqlite://" + quote(str(path.resolve()), safe="")
+
+
 @dataclass
 class Stack:
     """A running local AWS with our resources, and the environment that points Airflow at it."""
 
     endpoint_url: str
     resources: dict[str, str]
+    warehouse_path: Path = REPO / "out" / "warehouse.db"
 
     def env(self) -> dict[str, str]:
         from localaws.models import smollm2_dir
 
         return {
+            "AIRFLOW_CONN_TAILOR_WAREHOUSE": sqlite_connection_uri(self.warehouse_path),
             "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(self.endpoint_url),
             "TAILOR__AWS__BUCKET": self.resources["bucket"],
             "TAILOR__AWS__CATALOG_QUEUE_URL": self.resources["queue_url"],
@@ -123,10 +136,14 @@ class Stack:
         )
 
 
-def bootstrap(endpoint_url: str) -> Stack:
+def bootstrap(endpoint_url: str, warehouse_path: Path | None = None) -> Stack:
     from localaws.bootstrap import bootstrap as create
 
-    return Stack(endpoint_url, create(endpoint_url, bootstrap_spec()))
+    stack = Stack(endpoint_url, create(endpoint_url, bootstrap_spec()))
+    if warehouse_path is not None:
+        stack.warehouse_path = warehouse_path
+    stack.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    return stack
 
 
 def migrate_airflow_db(env: dict[str, str]) -> None:

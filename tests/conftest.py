@@ -27,7 +27,7 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     log = tmp_path_factory.mktemp("localaws") / "localaws.log"
     with LocalAWSProcess(log_path=log) as aws:
-        stack = bootstrap(aws.endpoint_url)
+        stack = bootstrap(aws.endpoint_url, warehouse_path=tmp_path_factory.mktemp("warehouse") / "warehouse.db")
         os.environ.update(stack.env())
         yield stack
 

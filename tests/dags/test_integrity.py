@@ -10,7 +10,7 @@ import pytest
 
 from devstack.stack import REPO
 
-EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune"}
+EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune", "weekly_evaluation"}
 # boto3 is absent on purpose: the Amazon provider's operators import it themselves.
 HEAVY_MODULES = ("torch", "transformers", "bert_score", "pandas", "moto", "localaws")
 

@@ -1,0 +1,361 @@
+"""A one-page HTML report of a bake-off run for readers who do not open the warehouse.
+
+Self-contained: inline CSS and inline SVG charts, no scripts, no external fonts or images, so it can be mailed,
+attached to a ticket or opened from S3. Every piece of text (approach names, errors, notes) is HTML-escaped.
+Renders with any subset of the approaches and without judge scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from html import escape
+
+from tailor.cost import APPROACHES
+from tailor.summary import DISPLAY_NAMES, TABLE_HEADER, ApproachSummary, fmt, fmt_ci, fmt_usd, table_cells
+
+COLORS = {"rag": "#1f77b4", "finetune": "#d95f02", "hybrid": "#1b9e77"}
+OTHER_COLOR = "#666666"
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 2rem auto;
+       max-width: 980px; padding: 0 1rem; line-height: 1.45; }
+h1 { font-size: 1.5rem; margin-bottom: .2rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.meta { color: #666; font-size: .9rem; }
+.headline { font-size: 1.1rem; background: #f4f7fb; border-left: 4px solid #1f77b4; padding: .7rem 1rem; }
+table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+th, td { padding: .35rem .6rem; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child, th:last-child, td:last-child { text-align: left; }
+th { background: #fafafa; }
+.swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 50%; margin-right: .4rem;
+          vertical-align: -.05rem; }
+.status-failed { color: #b00020; font-weight: 600; }
+.status-partial { color: #a15c00; }
+.charts { display: flex; flex-wrap: wrap; gap: 1rem; }
+.chart { flex: 0 0 auto; }
+.problems li, .notes li { margin-bottom: .3rem; }
+.problems code { white-space: pre-wrap; word-break: break-word; }
+.small { color: #666; font-size: .85rem; }
+svg text { font-family: inherit; }
+"""
+
+GLOSSARY = (
+    ("BERTScore", "F1 similarity of the answer to the reference answer (higher is better); ± is the 95% "
+                  "confidence half-width of the mean over the scored questions."),
+    ("judge", "mean LLM-judge score (0-1), when a judge ran."),
+    ("key-fact", "share of the reference's key facts (numbers, codes) found in the answer."),
+    ("hit rate", "share of questions whose retrieved context came from the right product (RAG and hybrid only)."),
+    ("p50/p95 s", "median and 95th-percentile answer latency in seconds (successful answers)."),
+    ("$/month", "modelled monthly cost from the dated price table and usage assumptions; run $ is what this "
+                "evaluation run itself cost (endpoint time is an upper bound)."),
+)  # fmt: skip
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _name(summary: ApproachSummary) -> str:
+    return DISPLAY_NAMES.get(summary.approach, summary.approach)
+
+
+def _color(approach: str) -> str:
+    return COLORS.get(approach, OTHER_COLOR)
+
+
+def _num(value: float) -> str:
+    """An SVG coordinate: short, no exponent."""
+    return f"{value:.1f}"
+
+
+# --- headline --------------------------------------------------------------------------------------------------
+
+
+def headline(summaries: Sequence[ApproachSummary]) -> str:
+    """The plain-text lead sentence(s): best approach by BERTScore and the cheapest per month."""
+    if not summaries:
+        return "No approach was evaluated in this run."
+    parts = []
+    ranked = sorted((s for s in summaries if s.bertscore_f1.mean is not None),
+                    key=lambda s: s.bertscore_f1.mean, reverse=True)  # fmt: skip
+    if ranked:
+        best = ranked[0]
+        sentence = f"{_name(best)} has the best answer quality by BERTScore ({fmt_ci(best.bertscore_f1)})"
+        if len(ranked) > 1:
+            runner = ranked[1]
+            b, r = best.bertscore_f1, runner.bertscore_f1
+            if b.ci_low is not None and r.ci_high is not None and b.ci_low <= r.ci_high:
+                sentence += (f", but its 95% interval overlaps {_name(runner)}'s ({fmt(r.mean)}), "
+                             "so the lead is not conclusive")  # fmt: skip
+            elif b.ci_low is None or r.ci_high is None:
+                sentence += f", ahead of {_name(runner)} ({fmt(r.mean)}; too few scores for an interval)"
+            else:
+                sentence += f", clearly ahead of {_name(runner)} ({fmt(r.mean)})"
+        parts.append(sentence + ".")
+    else:
+        parts.append("No approach produced a BERTScore in this run.")
+    priced = [s for s in summaries if s.monthly_cost_usd is not None]
+    if priced:
+        cheapest = min(priced, key=lambda s: s.monthly_cost_usd)
+        if ranked and cheapest.approach == ranked[0].approach:
+            parts.append(f"It is also the cheapest, at about {fmt_usd(cheapest.monthly_cost_usd)} per month.")
+        else:
+            cost = fmt_usd(cheapest.monthly_cost_usd)
+            parts.append(f"{_name(cheapest)} is the cheapest, at about {cost} per month.")
+    failed = [_name(s) for s in summaries if s.status == "failed"]
+    if failed:
+        parts.append(f"Failed completely: {', '.join(failed)}.")
+    missing = [DISPLAY_NAMES[a] for a in APPROACHES if a not in {s.approach for s in summaries}]
+    if missing:
+        parts.append(f"Not evaluated in this run: {', '.join(missing)}.")
+    return " ".join(parts)
+
+
+# --- SVG charts ------------------------------------------------------------------------------------------------
+
+
+def _nice_step(span: float, count: int) -> float:
+    raw = span / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude  # pragma: no cover
+
+
+def _linear_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    step = _nice_step(high - low, count)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks, value = [], first
+    while value <= high + 1e-9 * step:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    ticks = []
+    for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if low * (1 - 1e-9) <= value <= high * (1 + 1e-9):
+                ticks.append(value)
+    return ticks
+
+
+def _usd_tick(value: float) -> str:
+    if value >= 1000:
+        return f"${value / 1000:g}k"
+    return f"${value:g}"
+
+
+def scatter_svg(summaries: Sequence[ApproachSummary]) -> tuple[str, list[str]]:
+    """Monthly cost (x, log) vs BERTScore (y) with 95% CI error bars; bubble area ~ median latency.
+
+    Returns the SVG and the names of approaches that could not be plotted (no BERTScore or no positive cost).
+    """
+    plotted = [s for s in summaries if s.bertscore_f1.mean is not None and (s.monthly_cost_usd or 0) > 0]
+    skipped = [_name(s) for s in summaries if all(s is not p for p in plotted)]
+    width, height = 640, 360
+    left, right, top, bottom = 64, 110, 20, 52
+    plot_w, plot_h = width - left - right, height - top - bottom
+    title = "Answer quality (BERTScore) against monthly cost; bubble area shows median latency"
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+           f"<title>{_e(title)}</title>"]  # fmt: skip
+    if not plotted:
+        out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">'
+                   "No approach has both a BERTScore and a monthly cost to plot.</text></svg>")  # fmt: skip
+        return "\n".join(out), skipped
+
+    costs = [s.monthly_cost_usd for s in plotted]
+    x_low = 10 ** math.floor(math.log10(min(costs)))
+    x_high = 10 ** math.ceil(math.log10(max(costs)))
+    if x_high <= x_low * 1.0001:
+        x_high = x_low * 10
+    y_values = []
+    for s in plotted:
+        b = s.bertscore_f1
+        y_values += [b.mean] + [v for v in (b.ci_low, b.ci_high) if v is not None]
+    y_low, y_high = min(y_values), max(y_values)
+    pad = max((y_high - y_low) * 0.15, 0.02)
+    y_low, y_high = y_low - pad, y_high + pad
+
+    def x_of(cost: float) -> float:
+        return left + (math.log10(cost) - math.log10(x_low)) / (math.log10(x_high) - math.log10(x_low)) * plot_w
+
+    def y_of(score: float) -> float:
+        return top + (y_high - score) / (y_high - y_low) * plot_h
+
+    out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fcfcfc" stroke="#ccc"/>')
+    for tick in _log_ticks(x_low, x_high):
+        x = _num(x_of(tick))
+        out.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{top + plot_h}" stroke="#eee"/>')
+        out.append(f'<text x="{x}" y="{top + plot_h + 16}" text-anchor="middle" font-size="11" fill="#555">'
+                   f"{_e(_usd_tick(tick))}</text>")  # fmt: skip
+    for tick in _linear_ticks(y_low, y_high):
+        y = _num(y_of(tick))
+        out.append(f'<line x1="{left}" y1="{y}" x2="{left + plot_w}" y2="{y}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{y}" dy="4" text-anchor="end" font-size="11" fill="#555">'
+                   f"{tick:.2f}</text>")  # fmt: skip
+    out.append(f'<text x="{left + plot_w / 2}" y="{height - 12}" text-anchor="middle" font-size="12" fill="#333">'
+               "Monthly cost, USD (log scale)</text>")  # fmt: skip
+    out.append(f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" font-size="12" fill="#333" '
+               f'transform="rotate(-90 14 {top + plot_h / 2})">BERTScore F1 (95% CI)</text>')  # fmt: skip
+
+    p50s = [s.latency_p50_ms for s in plotted if s.latency_p50_ms is not None]
+    max_p50 = max(p50s) if p50s else None
+    for s in plotted:
+        b, color = s.bertscore_f1, _color(s.approach)
+        x, y = x_of(s.monthly_cost_usd), y_of(b.mean)
+        radius = 6.0
+        if s.latency_p50_ms is not None and max_p50:
+            radius = 6 + 16 * math.sqrt(s.latency_p50_ms / max_p50)
+        if b.ci_low is not None and b.ci_high is not None:
+            y1, y2 = _num(y_of(b.ci_low)), _num(y_of(b.ci_high))
+            out.append(f'<line x1="{_num(x)}" y1="{y1}" x2="{_num(x)}" y2="{y2}" stroke="{color}" stroke-width="2"/>')
+            for cap in (y1, y2):
+                out.append(f'<line x1="{_num(x - 6)}" y1="{cap}" x2="{_num(x + 6)}" y2="{cap}" '
+                           f'stroke="{color}" stroke-width="2"/>')  # fmt: skip
+        latency = "n/a" if s.latency_p50_ms is None else f"{s.latency_p50_ms / 1000:.2f} s"
+        tip = (f"{_name(s)}: BERTScore {fmt_ci(b)}, {fmt_usd(s.monthly_cost_usd)}/month, "
+               f"median latency {latency}")  # fmt: skip
+        out.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(radius)}" fill="{color}" fill-opacity="0.35" '
+                   f'stroke="{color}" stroke-width="1.5"><title>{_e(tip)}</title></circle>')  # fmt: skip
+        out.append(f'<text x="{_num(x + radius + 4)}" y="{_num(y)}" dy="4" font-size="12" fill="{color}" '
+                   f'font-weight="600">{_e(_name(s))}</text>')  # fmt: skip
+        out.append(f'<text x="{_num(x + radius + 4)}" y="{_num(y + 14)}" font-size="10" fill="#555">'
+                   f"p50 {_e(latency)}</text>")  # fmt: skip
+    out.append("</svg>")
+    return "\n".join(out), skipped
+
+
+def bar_svg(title: str, summaries: Sequence[ApproachSummary], value: Callable[[ApproachSummary], float | None],
+            label: Callable[[float], str], fixed_max: float | None = None) -> str:
+    """A small horizontal bar chart, one bar per approach; 'n/a' where the value is missing."""
+    width, bar_h, gap, top, name_w, value_w = 300, 18, 8, 26, 86, 64
+    height = top + len(summaries) * (bar_h + gap) + 4
+    track = width - name_w - value_w
+    values = [value(s) for s in summaries]
+    present = [v for v in values if v is not None]
+    scale = fixed_max if fixed_max is not None else max([abs(v) for v in present] or [0.0])
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+           f"<title>{_e(title)}</title>",
+           f'<text x="0" y="14" font-size="12" font-weight="600" fill="#333">{_e(title)}</text>']  # fmt: skip
+    for i, (s, v) in enumerate(zip(summaries, values, strict=True)):
+        y = top + i * (bar_h + gap)
+        out.append(f'<text x="{name_w - 6}" y="{y + bar_h - 5}" text-anchor="end" font-size="11" fill="#333">'
+                   f"{_e(_name(s))}</text>")  # fmt: skip
+        out.append(f'<rect x="{name_w}" y="{y}" width="{track}" height="{bar_h}" fill="#f1f1f1"/>')
+        if v is None:
+            text = "n/a"
+        else:
+            length = 0.0 if scale <= 0 else min(max(v, 0.0) / scale, 1.0) * track
+            out.append(f'<rect x="{name_w}" y="{y}" width="{_num(length)}" height="{bar_h}" '
+                       f'fill="{_color(s.approach)}"/>')  # fmt: skip
+            text = label(v)
+        out.append(f'<text x="{name_w + track + 6}" y="{y + bar_h - 5}" font-size="11" fill="#333">'
+                   f"{_e(text)}</text>")  # fmt: skip
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def bar_charts(summaries: Sequence[ApproachSummary]) -> list[str]:
+    """The small multiples: quality scores on a fixed 0-1 axis, latency and cost on their own axes."""
+    charts = [bar_svg("BERTScore F1", summaries, lambda s: s.bertscore_f1.mean, lambda v: f"{v:.3f}", 1.0)]
+    if any(s.judge_score.mean is not None for s in summaries):
+        charts.append(bar_svg("LLM-judge score", summaries, lambda s: s.judge_score.mean, lambda v: f"{v:.3f}", 1.0))
+    charts.append(bar_svg("Key-fact match", summaries, lambda s: s.key_fact_match.mean, lambda v: f"{v:.3f}", 1.0))
+    if any(s.retrieval_hit_rate is not None for s in summaries):
+        charts.append(bar_svg("Retrieval hit rate", summaries, lambda s: s.retrieval_hit_rate,
+                              lambda v: f"{v:.0%}", 1.0))  # fmt: skip
+    charts.append(bar_svg("Median latency (s)", summaries,
+                          lambda s: None if s.latency_p50_ms is None else s.latency_p50_ms / 1000,
+                          lambda v: f"{v:.2f} s"))  # fmt: skip
+    charts.append(bar_svg("Monthly cost (USD)", summaries, lambda s: s.monthly_cost_usd, fmt_usd))
+    return charts
+
+
+# --- the page --------------------------------------------------------------------------------------------------
+
+
+def _table(summaries: Sequence[ApproachSummary]) -> str:
+    header = list(TABLE_HEADER[:-1]) + ["n", "run $", TABLE_HEADER[-1]]
+    rows = ["<table>", "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
+    for s in summaries:
+        cells = list(table_cells(s))
+        name = (f'<span class="swatch" style="background:{_color(s.approach)}"></span>{_e(cells[0])}')
+        middle = [_e(c) for c in cells[1:-1]] + [_e(s.n), _e(fmt_usd(s.run_cost_usd))]
+        status = f'<span class="status-{_e(s.status)}">{_e(cells[-1])}</span>'
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in [name, *middle, status]) + "</tr>")
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows)
+
+
+def render_report(
+    summaries: Sequence[ApproachSummary],
+    *,
+    run_id: str,
+    dataset_version: str | None,
+    generated_at: datetime | str,
+    notes: Sequence[str],
+) -> str:
+    """The whole HTML page (a string); write it with ``encoding="utf-8"``."""
+    when = generated_at.isoformat(timespec="seconds") if isinstance(generated_at, datetime) else str(generated_at)
+    scatter, skipped = scatter_svg(summaries)
+    body = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Bake-off report {_e(run_id)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+        "<h1>RAG vs fine-tuning vs hybrid: bake-off report</h1>",
+        f'<p class="meta">Run <code>{_e(run_id)}</code> &middot; dataset {_e(dataset_version or "n/a")} '
+        f"&middot; generated {_e(when)}</p>",
+        f'<p class="headline">{_e(headline(summaries))}</p>',
+        "<h2>Summary</h2>",
+    ]
+    if summaries:
+        body.append(_table(summaries))
+    else:
+        body.append("<p>No results.</p>")
+    body.append("<h2>Quality, cost and latency</h2>")
+    if summaries:
+        body.append(f'<div class="chart">{scatter}</div>')
+        body.append('<p class="small">Up and left is better. Bubble area grows with the median latency; '
+                    "vertical bars are 95% confidence intervals of the mean BERTScore.</p>")
+        if skipped:
+            body.append(f'<p class="small">Not plotted (no BERTScore or no cost): {_e(", ".join(skipped))}.</p>')
+        if all(s.judge_score.mean is None for s in summaries):
+            body.append('<p class="small">No LLM-judge scores in this run.</p>')
+        body.append('<div class="charts">')
+        body += [f'<div class="chart">{chart}</div>' for chart in bar_charts(summaries)]
+        body.append("</div>")
+    else:
+        body.append("<p>Nothing to chart.</p>")
+    problems = [s for s in summaries if s.first_error]
+    if problems:
+        body.append("<h2>Errors</h2>")
+        body.append('<ul class="problems">')
+        for s in problems:
+            body.append(f"<li><strong>{_e(_name(s))}</strong>: {_e(s.n_errors)} of {_e(s.n)} questions failed "
+                        f"({_e(s.status)}). First error: <code>{_e(s.first_error)}</code></li>")  # fmt: skip
+        body.append("</ul>")
+    body.append("<h2>How to read this</h2>")
+    body.append('<ul class="notes">')
+    body += [f"<li><strong>{_e(term)}</strong>: {_e(text)}</li>" for term, text in GLOSSARY]
+    body.append("</ul>")
+    if notes:
+        body.append("<h2>Notes</h2>")
+        body.append('<ul class="notes">')
+        body += [f"<li>{_e(note)}</li>" for note in notes]
+        body.append("</ul>")
+    body += ["</body>", "</html>", ""]
+    return "\n".join(body)

@@ -1,0 +1,197 @@
+"""Tasks of ``weekly_evaluation``: plan batches -> answers (mapped, persisted first) -> scores -> publish."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException
+
+WAREHOUSE_DIALECTS = {"sqlite": "sqlite", "postgres": "postgres", "redshift": "redshift"}
+
+
+def _settings_and_s3() -> tuple[Any, Any]:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from tailor.config import settings
+
+    cfg = settings()
+    return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
+
+
+def run_prefix(output_prefix: str, run_id: str) -> str:
+    """Where one run's outputs live: never shared with (or overwritten by) another run."""
+    return f"{output_prefix}{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}/"
+
+
+def _jsonl(records: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8")
+
+
+def _read_jsonl(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+@task
+def plan_batches(**context: Any) -> list[dict[str, Any]]:
+    """Validate the QA set (before any model call), snapshot it under the run, and cut it into batches."""
+    from tailor.exceptions import QADatasetError
+    from tailor.qa import load_qa
+
+    cfg, s3 = _settings_and_s3()
+    params = context["params"]
+    try:
+        dataset = load_qa(params.get("dataset") or cfg.qa.test_set, s3)
+    except QADatasetError as error:
+        raise AirflowFailException(f"QA dataset rejected, no model was called:\n{error}") from None
+    items = list(dataset.items[: params.get("sample_limit") or None])
+    prefix = run_prefix(cfg.evaluation.output_prefix, context["run_id"])
+    snapshot = {"source": dataset.source, "version": dataset.version, "items": [asdict(i) for i in items]}
+    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json", Body=json.dumps(snapshot).encode())
+    size = cfg.evaluation.batch_size
+    batches = [{"approach": approach, "index": start // size, "prefix": prefix,
+                "sample_ids": [i.sample_id for i in items[start : start + size]]}
+               for approach in params["approaches"] for start in range(0, len(items), size)]
+    print(f"{len(items)} samples of dataset {dataset.version} x {params['approaches']} -> {len(batches)} batches")
+    return batches
+
+
+def _ports(conn_id: str) -> Any:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from botocore.config import Config
+
+    from tailor.approaches import Ports
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=32)
+    clients = [AwsBaseHook(aws_conn_id=conn_id, client_type=t, config=config).get_conn()
+               for t in ("bedrock-agent-runtime", "bedrock-runtime", "sagemaker-runtime")]
+    return Ports(*clients)
+
+
+def _endpoint_missing(conn_id: str, name: str) -> str | None:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    sagemaker = AwsBaseHook(aws_conn_id=conn_id, client_type="sagemaker").get_conn()
+    try:
+        status = sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]
+    except sagemaker.exceptions.ClientError:
+        return f"endpoint {name} not found: run monthly_finetune to deploy a champion"
+    return None if status in ("InService", "Updating") else f"endpoint {name} is {status}, not InService"
+
+
+@task(map_index_template="{{ batch_label }}")
+def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Answer one batch with one approach and persist the per-sample JSONL before any scoring."""
+    from tailor.approaches import AnswerSettings, answer_batch
+    from tailor.qa import QAItem
+
+    approach = batch["approach"]
+    context["batch_label"] = f"{approach} #{batch['index']}"
+    cfg, s3 = _settings_and_s3()
+    snapshot = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{batch['prefix']}dataset.json")["Body"].read())
+    wanted = set(batch["sample_ids"])
+    items = [QAItem(**i) for i in snapshot["items"] if i["sample_id"] in wanted]
+    settings = AnswerSettings(
+        knowledge_base_id=cfg.require("knowledge_base", "knowledge_base_id"), top_k=cfg.knowledge_base.top_k,
+        generator_model_id=cfg.evaluation.generator_model_id, endpoint_name=cfg.finetune.champion_endpoint,
+        max_tokens=cfg.evaluation.max_tokens, temperature=cfg.evaluation.temperature,
+        concurrency=cfg.evaluation.concurrency,
+    )
+    missing = _endpoint_missing(cfg.aws.conn_id, settings.endpoint_name) if approach != "rag" else None
+    if missing:  # the approach fails with a clear message; other approaches' batches go on
+        records = [{"sample_id": i.sample_id, "approach": approach, "product_name": i.product_name,
+                    "question": i.question, "reference": i.answer, "answer": None, "error": missing,
+                    "latency_ms": None, "retrieval_ms": None, "input_tokens": None, "output_tokens": None,
+                    "retrieved": []} for i in items]
+    else:
+        records = answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)
+    key = f"{batch['prefix']}answers/{approach}/batch-{batch['index']:04d}.jsonl"
+    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=_jsonl(records))
+    errors = sum(r["error"] is not None for r in records)
+    print(f"{approach} batch {batch['index']}: {len(records)} answers ({errors} errors) -> s3://{cfg.aws.bucket}/{key}")
+    return {"key": key, "approach": approach, "n": len(records), "errors": errors}
+
+
+@task
+def score_answers(generated: list[dict[str, Any]]) -> str:
+    """BERTScore (one model load for the run), key-fact match and retrieval hit for every answer."""
+    from tailor.metrics.bertscore import BertScorer
+    from tailor.metrics.facts import key_fact_match
+
+    cfg, s3 = _settings_and_s3()
+    records = [r for g in generated for r in _read_jsonl(s3, cfg.aws.bucket, g["key"])]
+    answered = [r for r in records if r["error"] is None]
+    scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
+    f1 = [s[2] for s in scorer.score([r["answer"] or "" for r in answered], [r["reference"] for r in answered])]
+    for record, score in zip(answered, f1, strict=True):
+        record["bertscore_f1"] = min(1.0, max(0.0, float(score)))
+        record["key_fact_match"] = key_fact_match(record["answer"] or "", record["reference"])
+    for record in records:
+        record.setdefault("bertscore_f1", None)
+        record.setdefault("key_fact_match", None)
+        record["retrieval_hit"] = (any(c.get("product_name") == record["product_name"] for c in record["retrieved"])
+                                   if record["approach"] != "finetune" and record["error"] is None else None)
+    key = generated[0]["key"].split("answers/")[0] + "scored.jsonl"
+    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=_jsonl(records))
+    print(f"scored {len(answered)} of {len(records)} answers -> s3://{cfg.aws.bucket}/{key}")
+    return key
+
+
+def _warehouse(conn_id: str, default_dialect: str) -> Any:
+    from airflow.sdk import BaseHook
+
+    from tailor.warehouse import Warehouse
+
+    connection = BaseHook.get_connection(conn_id)
+    dialect = WAREHOUSE_DIALECTS.get(connection.conn_type, default_dialect)
+    return Warehouse(connection.get_hook(), dialect)
+
+
+@task
+def publish_results(scored_key: str, **context: Any) -> dict[str, Any]:
+    """summary_results.csv + report.html under the run, then the warehouse rows (eval_run written last)."""
+    from tailor.cost import load_prices
+    from tailor.prompts import PROMPT_VERSION
+    from tailor.report import render_report
+    from tailor.summary import format_table, score_rows, summarize, write_summary_csv
+
+    cfg, s3 = _settings_and_s3()
+    records = _read_jsonl(s3, cfg.aws.bucket, scored_key)
+    prefix = scored_key.removesuffix("scored.jsonl")
+    dataset = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json")["Body"].read())
+    prices, usage = load_prices()
+    summaries = summarize(records, prices=prices, usage=usage,
+                          endpoint_instance_type=cfg.finetune.endpoint_instance_type)
+    started = context["dag_run"].start_date or datetime.now(timezone.utc)
+    html = render_report(summaries, run_id=context["run_id"], dataset_version=dataset["version"],
+                         generated_at=datetime.now(timezone.utc),
+                         notes=[cfg.evaluation.report_note] if cfg.evaluation.report_note else [])
+    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}summary_results.csv",
+                  Body=write_summary_csv(summaries).encode(), ContentType="text/csv")
+    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}report.html", Body=html.encode(), ContentType="text/html")
+    versions = {"dataset_version": dataset["version"], "prompt_version": PROMPT_VERSION,
+                "generator_model": cfg.evaluation.generator_model_id, "judge_models": ""}
+    warehouse = _warehouse(cfg.evaluation.warehouse_conn_id, cfg.evaluation.warehouse_dialect)
+    warehouse.ensure_schema()
+    rows = score_rows(records)
+    for summary in summaries:
+        warehouse.write_run(summary.to_warehouse_row(context["run_id"], started, versions),
+                            [r for r in rows if r["approach"] == summary.approach])
+    print(format_table(summaries))
+    return {"prefix": prefix, "statuses": {s.approach: s.status for s in summaries},
+            "errors": {s.approach: s.first_error for s in summaries if s.first_error}}
+
+
+@task
+def check_complete(published: dict[str, Any]) -> None:
+    """Results are kept either way; fail the run if an approach produced no answer at all."""
+    failed = {a: published["errors"].get(a) for a, s in published["statuses"].items() if s == "failed"}
+    if failed:
+        raise AirflowFailException(
+            "partial run: " + "; ".join(f"{a} failed ({e})" for a, e in failed.items())
+            + f". The other approaches' results are in s3 under {published['prefix']} and in the warehouse.")

@@ -1,0 +1,91 @@
+"""End to end: weekly_evaluation through the local AWS, after the sync and fine-tune tests (file order)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+
+from devstack.stack import Stack, run_dag
+from tests.e2e.test_catalog_kb_sync import _task_states
+
+pytestmark = pytest.mark.e2e
+
+
+def _get(stack: Stack, key: str) -> bytes:
+    return stack.client("s3").get_object(Bucket=stack.resources["bucket"], Key=key)["Body"].read()
+
+
+def _prefix(run_id: str) -> str:
+    from tailor_airflow.evaluation import run_prefix
+
+    return run_prefix("eval/", run_id)
+
+
+def test_weekly_evaluation_scores_all_three_approaches(local_aws: Stack, airflow_db) -> None:
+    run = run_dag("weekly_evaluation", {"sample_limit": 6})
+    assert run.state == "success", _task_states(run)
+    prefix = _prefix(run.run_id)
+    rows = list(csv.DictReader(io.StringIO(_get(local_aws, prefix + "summary_results.csv").decode())))
+    assert [r["method"] for r in rows] == ["rag", "finetune", "hybrid"]
+    for row in rows:
+        assert row["n"] == "6" and row["status"] == "complete"
+        assert 0 < float(row["avg_bert_score"]) <= 1
+        assert float(row["bert_ci95_low"]) <= float(row["avg_bert_score"]) <= float(row["bert_ci95_high"])
+        assert 0 <= float(row["key_fact_match"]) <= 1
+        assert float(row["avg_inference_time"]) > 0
+        assert 0 < float(row["latency_p50_s"]) <= float(row["latency_p95_s"])
+        assert float(row["monthly_cost_usd"]) > 0 and float(row["run_cost_usd"]) >= 0
+        if row["method"] != "finetune":
+            assert 0 <= float(row["retrieval_hit_rate"]) <= 1
+    costs = {r["method"]: float(r["monthly_cost_usd"]) for r in rows}
+    assert costs["rag"] < costs["finetune"] < costs["hybrid"]
+
+    # Answers were persisted per batch, with latency and retrieved context.
+    answers = [json.loads(line) for line in _get(local_aws, prefix + "answers/rag/batch-0000.jsonl").splitlines()]
+    assert len(answers) == 6 and all(a["answer"] and a["latency_ms"] > 0 and a["retrieved"] for a in answers)
+    assert all(a["input_tokens"] > 0 and a["output_tokens"] > 0 for a in answers)
+    assert b"<svg" in _get(local_aws, prefix + "report.html")
+
+    with sqlite3.connect(local_aws.warehouse_path) as db:
+        runs = db.execute("SELECT approach, n_samples, status FROM eval_run WHERE run_id = ? ORDER BY approach",
+                          (run.run_id,)).fetchall()
+        assert runs == [("finetune", 6, "complete"), ("hybrid", 6, "complete"), ("rag", 6, "complete")]
+        scores = db.execute("SELECT COUNT(*) FROM eval_score WHERE run_id = ?", (run.run_id,)).fetchone()[0]
+        assert scores >= 3 * 6 * 2  # at least BERTScore and key-fact per sample and approach
+        latest = db.execute("SELECT approach FROM v_eval_latest ORDER BY approach").fetchall()
+        assert latest == [("finetune",), ("hybrid",), ("rag",)]
+
+
+def test_malformed_dataset_fails_before_any_model_call(local_aws: Stack, airflow_db) -> None:
+    bucket = local_aws.resources["bucket"]
+    local_aws.client("s3").put_object(Bucket=bucket, Key="qa/bad.json",
+                                      Body=json.dumps([{"product_name": "X", "question": "Q?", "answer": ""}]).encode())
+    run = run_dag("weekly_evaluation", {"dataset": f"s3://{bucket}/qa/bad.json"})
+    states = _task_states(run)
+    assert run.state == "failed" and states["plan_batches"] == "failed", states
+    listing = local_aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=_prefix(run.run_id))
+    assert "Contents" not in listing, "nothing may be generated for a rejected dataset"
+
+
+def test_missing_endpoint_keeps_rag_results_and_fails_the_run(local_aws: Stack, airflow_db) -> None:
+    sagemaker = local_aws.client("sagemaker")
+    config = sagemaker.describe_endpoint(EndpointName="tailor-finetuned-champion")["EndpointConfigName"]
+    sagemaker.delete_endpoint(EndpointName="tailor-finetuned-champion")
+    try:
+        run = run_dag("weekly_evaluation", {"sample_limit": 3, "approaches": ["rag", "finetune"]})
+        states = _task_states(run)
+        assert run.state == "failed" and states["check_complete"] == "failed", states
+        assert states["publish_results"] == "success"
+        rows = {r["method"]: r for r in csv.DictReader(io.StringIO(
+            _get(local_aws, _prefix(run.run_id) + "summary_results.csv").decode()))}
+        assert rows["rag"]["status"] == "complete" and float(rows["rag"]["avg_bert_score"]) > 0
+        assert rows["finetune"]["status"] == "failed" and rows["finetune"]["avg_bert_score"] == ""
+        with sqlite3.connect(local_aws.warehouse_path) as db:
+            statuses = dict(db.execute("SELECT approach, status FROM eval_run WHERE run_id = ?", (run.run_id,)))
+        assert statuses == {"rag": "complete", "finetune": "failed"}
+    finally:
+        sagemaker.create_endpoint(EndpointName="tailor-finetuned-champion", EndpointConfigName=config)
