@@ -2,12 +2,18 @@
 
 Honoured: ``messages`` (text blocks), ``system``, ``inferenceConfig`` (maxTokens, temperature, topP,
 stopSequences); the response carries ``usage`` tokens, ``stopReason`` and ``metrics.latencyMs`` like AWS.
+
+``toolConfig`` (with ``toolChoice`` naming a tool, or ``any``): the reply is a ``toolUse`` block whose input
+matches the tool's JSON schema by construction — number properties are the model's expected 0-9 rating
+rescaled to the property's ``minimum``..``maximum``, string properties a short generated text — so a tiny
+local model can never return invalid JSON. Only flat object schemas of numbers and strings are supported.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from moto.bedrockruntime.responses import BedrockRuntimeResponse
@@ -43,6 +49,8 @@ def converse(self: BedrockRuntimeResponse) -> str:
         messages.insert(0, {"role": "system", "content": _text(system, "system")})
     config = request.get("inferenceConfig") or {}
     started = time.perf_counter()
+    if request.get("toolConfig"):
+        return json.dumps(_tool_use(smollm2_dir(), messages, request["toolConfig"], started))
     generation = serving.chat(
         smollm2_dir(), messages, max_new_tokens=config.get("maxTokens", 512),
         temperature=config.get("temperature", 0.0), top_p=config.get("topP", 1.0),
@@ -55,6 +63,44 @@ def converse(self: BedrockRuntimeResponse) -> str:
                   "totalTokens": generation.input_tokens + generation.output_tokens},
         "metrics": {"latencyMs": int((time.perf_counter() - started) * 1000)},
     })
+
+
+def _tool_use(path: Any, messages: list[dict[str, str]], tool_config: dict[str, Any], started: float) -> dict:
+    tools = {t["toolSpec"]["name"]: t["toolSpec"] for t in tool_config.get("tools", []) if "toolSpec" in t}
+    choice = tool_config.get("toolChoice") or {"any": {}}
+    name = choice["tool"]["name"] if "tool" in choice else next(iter(tools), None)
+    if name not in tools:
+        raise ValidationException(f"toolChoice names an unknown tool {name!r}")
+    schema = tools[name]["inputSchema"]["json"]
+    properties = schema.get("properties", {})
+    numbers = [k for k, v in properties.items() if v.get("type") in ("number", "integer")]
+    strings = [k for k, v in properties.items() if v.get("type") == "string"]
+    if len(numbers) + len(strings) != len(properties):
+        raise ValidationException("local toolUse supports flat schemas of number and string properties only")
+    result: dict[str, Any] = {}
+    input_tokens, output_tokens = 0, 0
+    if numbers:
+        prompts = [f"{key.replace('_', ' ')} rating from 0 (worst) to 9 (best): " for key in numbers]
+        ratings, input_tokens = serving.rate(path, messages, prompts)
+        for key, value in zip(numbers, ratings, strict=True):
+            low, high = properties[key].get("minimum", 0), properties[key].get("maximum", 1)
+            scaled = low + (high - low) * value
+            result[key] = round(scaled) if properties[key]["type"] == "integer" else round(scaled, 4)
+        output_tokens += len(numbers)
+    for key in strings:
+        ask = messages + [{"role": "user", "content": f"In one sentence, give the {key.replace('_', ' ')}."}]
+        generated = serving.chat(path, ask, max_new_tokens=40)
+        result[key] = generated.text or "(no text)"
+        input_tokens = max(input_tokens, generated.input_tokens)
+        output_tokens += generated.output_tokens
+    return {
+        "output": {"message": {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": f"tooluse_{uuid.uuid4().hex[:20]}", "name": name, "input": result}}]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens,
+                  "totalTokens": input_tokens + output_tokens},
+        "metrics": {"latencyMs": int((time.perf_counter() - started) * 1000)},
+    }
 
 
 def install() -> None:

@@ -9,7 +9,7 @@ Switch it on over HTTP (the server's front door), e.g. with ``curl``::
 Operations: ``bedrock-agent:StartIngestionJob`` and ``sagemaker-runtime:InvokeEndpoint`` (an API error with
 that status), ``ingestion:run`` (the background job ends FAILED with the error as its failure reason, or
 STOPPED when ``error`` is ``"STOPPED"``), ``sagemaker:training`` (the training job ends Failed with the
-message as its ``FailureReason``).
+message as its ``FailureReason``), ``sagemaker:CreateEndpoint`` (the endpoint is created but ends Failed).
 """
 
 from __future__ import annotations

@@ -125,7 +125,12 @@ def _create_endpoint(self: SageMakerModelBackend, endpoint_name: str, endpoint_c
     if endpoint_name in self.endpoints:  # AWS's wording: the provider's operator falls back to an update on it
         arn = self.endpoints[endpoint_name].arn
         raise ValidationError(f'Cannot create already existing endpoint "{arn}".')
-    return _original_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
+    endpoint = _original_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
+    try:
+        faults.check("sagemaker:CreateEndpoint")
+    except faults.InjectedFault as fault:  # the endpoint exists but never comes up, as on AWS
+        endpoint.endpoint_status, endpoint.failure_reason = "Failed", fault.message
+    return endpoint
 
 
 def update_endpoint(self: SageMakerResponse) -> Any:

@@ -43,6 +43,7 @@ class _Loaded:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(path).eval()
+        self.lock = threading.Lock()  # one forward pass at a time on the 2 cores
         self.queue: queue.Queue[_Request] = queue.Queue()
         threading.Thread(target=self._serve, daemon=True, name=f"serve-{path.name}").start()
 
@@ -83,7 +84,7 @@ class _Loaded:
         first = batch[0]
         sampling = {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p} \
             if first.temperature > 0 else {"do_sample": False}
-        with torch.inference_mode():
+        with self.lock, torch.inference_mode():
             output = self.model.generate(**encoded, max_new_tokens=max_new, pad_token_id=tokenizer.eos_token_id,
                                          **sampling)
         width = encoded["input_ids"].shape[1]
@@ -163,6 +164,27 @@ def chat(
         if marker and marker in text:
             text, stop_reason = text[: text.index(marker)], "stop_sequence"
     return Generation(text.strip(), request.input_tokens, request.output_tokens, stop_reason)
+
+
+def rate(path: Path, messages: list[dict[str, str]], prompts: list[str]) -> tuple[list[float], int]:
+    """Expected value in [0, 1] of the model's next digit (0-9) after each assistant-turn prompt.
+
+    One batched forward pass: a tiny model cannot be trusted to write valid JSON, but it always has a
+    distribution over the next digit, so structured scores come out valid by construction. Also returns the
+    prompt's token count.
+    """
+    import torch
+
+    loaded = _load(path)
+    tokenizer = loaded.tokenizer
+    digits = tokenizer.convert_tokens_to_ids([str(d) for d in range(10)])
+    base = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoded = tokenizer([base + p for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    with loaded.lock, torch.inference_mode():
+        logits = loaded.model(**encoded).logits[:, -1, :]
+    probabilities = torch.softmax(logits[:, digits].float(), dim=-1)
+    expected = (probabilities * torch.arange(10, dtype=torch.float32)).sum(-1) / 9
+    return [round(float(v), 4) for v in expected], int(encoded["attention_mask"][0].sum())
 
 
 def generate(path: Path, request: dict[str, Any]) -> str:

@@ -90,8 +90,10 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
     from tailor.approaches import AnswerSettings, answer_batch
     from tailor.qa import QAItem
 
+    from airflow.sdk import get_current_context
+
     approach = batch["approach"]
-    context["batch_label"] = f"{approach} #{batch['index']}"
+    get_current_context()["batch_label"] = f"{approach} #{batch['index']}"  # names the mapped task in the UI
     cfg, s3 = _settings_and_s3()
     snapshot = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{batch['prefix']}dataset.json")["Body"].read())
     wanted = set(batch["sample_ids"])

@@ -86,3 +86,35 @@ def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Sta
     lineage = _lineage(local_aws, job_name)
     assert lineage["status"] == "failed"
     assert lineage["failure_reason"] == "AlgorithmError: CUDA out of memory"
+
+
+def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(local_aws: Stack, airflow_db) -> None:
+    from tailor.training_data import job_name_for
+
+    sagemaker = local_aws.client("sagemaker")
+    before = sagemaker.describe_endpoint(EndpointName=CHAMPION)["EndpointConfigName"]
+    local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError",
+                        message="Unable to provision requested ML compute capacity")
+    run = run_dag("monthly_finetune", {"epochs": 1})
+    states = _task_states(run)
+    assert run.state == "failed" and states["deploy_challenger"] == "failed", states
+    assert states["promote"] == "upstream_failed" and states["teardown_challenger"] == "success"
+    job_name = job_name_for(run.run_id)
+    assert f"{job_name}-challenger" not in _endpoints(local_aws), "a failed challenger must not be left behind"
+    assert sagemaker.describe_endpoint(EndpointName=CHAMPION)["EndpointConfigName"] == before
+    assert _lineage(local_aws, job_name)["status"] == "failed"
+
+
+def test_no_synced_catalog_fails_before_any_training_job(local_aws: Stack, airflow_db) -> None:
+    s3, bucket = local_aws.client("s3"), local_aws.resources["bucket"]
+    marker = s3.get_object(Bucket=bucket, Key="catalog/current.json")["Body"].read()
+    jobs_before = len(local_aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+    s3.delete_object(Bucket=bucket, Key="catalog/current.json")
+    try:
+        run = run_dag("monthly_finetune")
+        states = _task_states(run)
+        assert run.state == "failed" and states["prepare_training_data"] == "failed", states
+        assert states["train"] == "upstream_failed"
+        assert len(local_aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == jobs_before
+    finally:
+        s3.put_object(Bucket=bucket, Key="catalog/current.json", Body=marker)
