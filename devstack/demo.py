@@ -52,7 +52,9 @@ def main() -> int:
         if finetune.state != "success":
             return 1
         report_finetune(stack, finetune.run_id)
-        evaluation = _run("weekly_evaluation")
+        # One judge id locally: every local judge is the same 135M model, so a second one would only double
+        # the slowest stage (the DAG's default and the tests use two; production uses three model families).
+        evaluation = _run("weekly_evaluation", {"judge_models": ["anthropic.claude-3-5-haiku-20241022-v1:0"]})
         if evaluation.state != "success":
             return 1
         report_evaluation(stack, evaluation.run_id)

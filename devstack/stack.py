@@ -31,6 +31,9 @@ LOCAL_SCALE = {
     "TAILOR__METRICS__BERTSCORE_LAYERS": "8",
     "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": "1",
     "TAILOR__EVALUATION__MAX_TOKENS": "64",
+    "TAILOR__EVALUATION__JUDGE_CONTEXT_CHARS": "1200",
+    # Two judge ids (both served by the local model, so their agreement is trivially perfect locally).
+    "TAILOR__EVALUATION__JUDGE_MODELS": "anthropic.claude-3-5-haiku-20241022-v1:0,amazon.nova-pro-v1:0",
     "TAILOR__EVALUATION__REPORT_NOTE": (
         "Local run: a 135M-parameter model (SmolLM2) stands in for Bedrock, JumpStart and the judges, so these "
         "scores test the pipeline, not the models."),

@@ -5,8 +5,8 @@ stopSequences); the response carries ``usage`` tokens, ``stopReason`` and ``metr
 
 ``toolConfig`` (with ``toolChoice`` naming a tool, or ``any``): the reply is a ``toolUse`` block whose input
 matches the tool's JSON schema by construction — number properties are the model's expected 0-9 rating
-rescaled to the property's ``minimum``..``maximum``, string properties a short generated text — so a tiny
-local model can never return invalid JSON. Only flat object schemas of numbers and strings are supported.
+rescaled to the property's ``minimum``..``maximum``, one string property a short greedy continuation from the
+same KV cache — so a tiny local model can never return invalid JSON. Flat object schemas only.
 """
 
 from __future__ import annotations
@@ -77,22 +77,20 @@ def _tool_use(path: Any, messages: list[dict[str, str]], tool_config: dict[str, 
     strings = [k for k, v in properties.items() if v.get("type") == "string"]
     if len(numbers) + len(strings) != len(properties):
         raise ValidationException("local toolUse supports flat schemas of number and string properties only")
+    if len(strings) > 1:
+        raise ValidationException("local toolUse supports at most one string property (e.g. a rationale)")
+    prompts = [f"{key.replace('_', ' ')} rating from 0 (worst) to 9 (best): " for key in numbers]
+    lead = "The answer"  # seeds prose: a tiny model otherwise tends to continue a rating list with a digit
+    then = f"{strings[0].replace('_', ' ')} in one sentence: {lead}" if strings else None
+    ratings, text, input_tokens = serving.rate(path, messages, prompts or [""], then=then)
     result: dict[str, Any] = {}
-    input_tokens, output_tokens = 0, 0
-    if numbers:
-        prompts = [f"{key.replace('_', ' ')} rating from 0 (worst) to 9 (best): " for key in numbers]
-        ratings, input_tokens = serving.rate(path, messages, prompts)
-        for key, value in zip(numbers, ratings, strict=True):
-            low, high = properties[key].get("minimum", 0), properties[key].get("maximum", 1)
-            scaled = low + (high - low) * value
-            result[key] = round(scaled) if properties[key]["type"] == "integer" else round(scaled, 4)
-        output_tokens += len(numbers)
-    for key in strings:
-        ask = messages + [{"role": "user", "content": f"In one sentence, give the {key.replace('_', ' ')}."}]
-        generated = serving.chat(path, ask, max_new_tokens=40)
-        result[key] = generated.text or "(no text)"
-        input_tokens = max(input_tokens, generated.input_tokens)
-        output_tokens += generated.output_tokens
+    for key, value in zip(numbers, ratings, strict=False):
+        low, high = properties[key].get("minimum", 0), properties[key].get("maximum", 1)
+        scaled = low + (high - low) * value
+        result[key] = round(scaled) if properties[key]["type"] == "integer" else round(scaled, 4)
+    if strings:
+        result[strings[0]] = f"{lead} {text}".strip()
+    output_tokens = len(numbers) + len(text.split())
     return {
         "output": {"message": {"role": "assistant", "content": [
             {"toolUse": {"toolUseId": f"tooluse_{uuid.uuid4().hex[:20]}", "name": name, "input": result}}]}},

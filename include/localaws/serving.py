@@ -166,25 +166,43 @@ def chat(
     return Generation(text.strip(), request.input_tokens, request.output_tokens, stop_reason)
 
 
-def rate(path: Path, messages: list[dict[str, str]], prompts: list[str]) -> tuple[list[float], int]:
-    """Expected value in [0, 1] of the model's next digit (0-9) after each assistant-turn prompt.
+def rate(path: Path, messages: list[dict[str, str]], prompts: list[str], *, then: str | None = None,
+         max_new_tokens: int = 32) -> tuple[list[float], str, int]:
+    """Expected value in [0, 1] of the model's next digit (0-9) after each rating prompt, in turn.
 
-    One batched forward pass: a tiny model cannot be trusted to write valid JSON, but it always has a
-    distribution over the next digit, so structured scores come out valid by construction. Also returns the
-    prompt's token count.
+    A tiny model cannot be trusted to write valid JSON, but it always has a distribution over the next digit,
+    so structured scores come out valid by construction. The prompts are appended one after the other to the
+    assistant turn (each followed by its most likely digit), reusing the KV cache: one prefill of the
+    conversation plus a few tokens per rating. With ``then``, that prompt follows the last rating and the model
+    continues it greedily (e.g. a rationale) from the same cache. Returns (ratings, continuation, prompt tokens).
     """
     import torch
 
     loaded = _load(path)
-    tokenizer = loaded.tokenizer
+    tokenizer, model = loaded.tokenizer, loaded.model
     digits = tokenizer.convert_tokens_to_ids([str(d) for d in range(10)])
     base = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    encoded = tokenizer([base + p for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    ratings: list[float] = []
     with loaded.lock, torch.inference_mode():
-        logits = loaded.model(**encoded).logits[:, -1, :]
-    probabilities = torch.softmax(logits[:, digits].float(), dim=-1)
-    expected = (probabilities * torch.arange(10, dtype=torch.float32)).sum(-1) / 9
-    return [round(float(v), 4) for v in expected], int(encoded["attention_mask"][0].sum())
+        ids = tokenizer(base + prompts[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+        prompt_tokens = int(ids.shape[1])
+        output = model(input_ids=ids, use_cache=True)
+        for index in range(len(prompts)):
+            probabilities = torch.softmax(output.logits[0, -1, digits].float(), dim=-1)
+            ratings.append(round(float((probabilities * torch.arange(10)).sum() / 9), 4))
+            following = prompts[index + 1] if index + 1 < len(prompts) else then
+            if following is not None:
+                chosen = str(int(probabilities.argmax()))
+                step = tokenizer(chosen + "\n" + following, return_tensors="pt", add_special_tokens=False)["input_ids"]
+                output = model(input_ids=step, past_key_values=output.past_key_values, use_cache=True)
+        generated: list[int] = []
+        while then is not None and len(generated) < max_new_tokens:
+            token = int(output.logits[0, -1].argmax())
+            if token == tokenizer.eos_token_id or (generated and tokenizer.decode([token]).startswith("\n")):
+                break
+            generated.append(token)
+            output = model(input_ids=torch.tensor([[token]]), past_key_values=output.past_key_values, use_cache=True)
+    return ratings, tokenizer.decode(generated, skip_special_tokens=True).strip(), prompt_tokens
 
 
 def generate(path: Path, request: dict[str, Any]) -> str:

@@ -107,8 +107,6 @@ class EvaluationSettings:
     batch_size: int
     concurrency: int
     output_prefix: str
-    warehouse_conn_id: str
-    warehouse_dialect: str
     report_note: str
 
 

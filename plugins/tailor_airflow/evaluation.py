@@ -11,7 +11,6 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
-WAREHOUSE_DIALECTS = {"sqlite": "sqlite", "postgres": "postgres", "redshift": "redshift"}
 
 
 def _settings_and_s3() -> tuple[Any, Any]:
@@ -119,8 +118,8 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
     return {"key": key, "approach": approach, "n": len(records), "errors": errors}
 
 
-@task
-def score_answers(generated: list[dict[str, Any]]) -> str:
+@task(multiple_outputs=True)
+def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
     """BERTScore (one model load for the run), key-fact match and retrieval hit for every answer."""
     from tailor.metrics.bertscore import BertScorer
     from tailor.metrics.facts import key_fact_match
@@ -138,52 +137,39 @@ def score_answers(generated: list[dict[str, Any]]) -> str:
         record.setdefault("key_fact_match", None)
         record["retrieval_hit"] = (any(c.get("product_name") == record["product_name"] for c in record["retrieved"])
                                    if record["approach"] != "finetune" and record["error"] is None else None)
-    key = generated[0]["key"].split("answers/")[0] + "scored.jsonl"
-    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=_jsonl(records))
-    print(f"scored {len(answered)} of {len(records)} answers -> s3://{cfg.aws.bucket}/{key}")
-    return key
+    prefix = generated[0]["key"].split("answers/")[0]
+    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}scored.jsonl", Body=_jsonl(records))
+    print(f"scored {len(answered)} of {len(records)} answers -> s3://{cfg.aws.bucket}/{prefix}scored.jsonl")
+    from tailor.prompts import PROMPT_VERSION
 
-
-def _warehouse(conn_id: str, default_dialect: str) -> Any:
-    from airflow.sdk import BaseHook
-
-    from tailor.warehouse import Warehouse
-
-    connection = BaseHook.get_connection(conn_id)
-    dialect = WAREHOUSE_DIALECTS.get(connection.conn_type, default_dialect)
-    return Warehouse(connection.get_hook(), dialect)
+    dataset = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json")["Body"].read())
+    return {"scored_uri": f"s3://{cfg.aws.bucket}/{prefix}scored.jsonl",
+            "judged_uri": f"s3://{cfg.aws.bucket}/{prefix}judged.jsonl",
+            "versions": {"dataset_version": dataset["version"], "prompt_version": PROMPT_VERSION,
+                         "generator_model": cfg.evaluation.generator_model_id}}
 
 
 @task
-def publish_results(scored_key: str, **context: Any) -> dict[str, Any]:
-    """summary_results.csv + report.html under the run, then the warehouse rows (eval_run written last)."""
+def publish_results(judged_uri: str, **context: Any) -> dict[str, Any]:
+    """summary_results.csv + report.html under the run (the judge operator has written the warehouse)."""
     from tailor.cost import load_prices
-    from tailor.prompts import PROMPT_VERSION
     from tailor.report import render_report
-    from tailor.summary import format_table, score_rows, summarize, write_summary_csv
+    from tailor.summary import format_table, summarize, write_summary_csv
 
     cfg, s3 = _settings_and_s3()
-    records = _read_jsonl(s3, cfg.aws.bucket, scored_key)
-    prefix = scored_key.removesuffix("scored.jsonl")
+    judged_key = judged_uri.removeprefix(f"s3://{cfg.aws.bucket}/")
+    records = _read_jsonl(s3, cfg.aws.bucket, judged_key)
+    prefix = judged_key.removesuffix("judged.jsonl")
     dataset = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json")["Body"].read())
     prices, usage = load_prices()
     summaries = summarize(records, prices=prices, usage=usage,
                           endpoint_instance_type=cfg.finetune.endpoint_instance_type)
-    started = context["dag_run"].start_date or datetime.now(timezone.utc)
     html = render_report(summaries, run_id=context["run_id"], dataset_version=dataset["version"],
                          generated_at=datetime.now(timezone.utc),
                          notes=[cfg.evaluation.report_note] if cfg.evaluation.report_note else [])
     s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}summary_results.csv",
                   Body=write_summary_csv(summaries).encode(), ContentType="text/csv")
     s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}report.html", Body=html.encode(), ContentType="text/html")
-    versions = {"dataset_version": dataset["version"], "prompt_version": PROMPT_VERSION,
-                "generator_model": cfg.evaluation.generator_model_id, "judge_models": ""}
-    warehouse = _warehouse(cfg.evaluation.warehouse_conn_id, cfg.evaluation.warehouse_dialect)
-    warehouse.ensure_schema()
-    rows = score_rows(records)
-    for summary in summaries:
-        warehouse.write_run(summary.to_warehouse_row(context["run_id"], started, versions),
-                            [r for r in rows if r["approach"] == summary.approach])
     print(format_table(summaries))
     return {"prefix": prefix, "statuses": {s.approach: s.status for s in summaries},
             "errors": {s.approach: s.first_error for s in summaries if s.first_error}}

@@ -34,6 +34,8 @@ def test_weekly_evaluation_scores_all_three_approaches(local_aws: Stack, airflow
     for row in rows:
         assert row["n"] == "6" and row["status"] == "complete"
         assert 0 < float(row["avg_bert_score"]) <= 1
+        assert 0 <= float(row["avg_llm_evaluator_score"]) <= 1
+        assert float(row["judge_ci95_low"]) <= float(row["avg_llm_evaluator_score"]) <= float(row["judge_ci95_high"])
         assert float(row["bert_ci95_low"]) <= float(row["avg_bert_score"]) <= float(row["bert_ci95_high"])
         assert 0 <= float(row["key_fact_match"]) <= 1
         assert float(row["avg_inference_time"]) > 0
@@ -56,6 +58,14 @@ def test_weekly_evaluation_scores_all_three_approaches(local_aws: Stack, airflow
         assert runs == [("finetune", 6, "complete"), ("hybrid", 6, "complete"), ("rag", 6, "complete")]
         scores = db.execute("SELECT COUNT(*) FROM eval_score WHERE run_id = ?", (run.run_id,)).fetchone()[0]
         assert scores >= 3 * 6 * 2  # at least BERTScore and key-fact per sample and approach
+        judge_rows = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT judge_model), COUNT(DISTINCT criterion), MIN(score), MAX(score) "
+            "FROM eval_score WHERE run_id = ? AND metric = 'judge'", (run.run_id,)).fetchone()
+        assert judge_rows[:3] == (3 * 6 * 2 * 4, 2, 4)  # approaches x samples x judges x criteria
+        assert 0 <= judge_rows[3] <= judge_rows[4] <= 1
+        judge_models = db.execute("SELECT DISTINCT judge_models FROM eval_run WHERE run_id = ?",
+                                  (run.run_id,)).fetchall()
+        assert len(judge_models) == 1 and judge_models[0][0].count(",") == 1
         latest = db.execute("SELECT approach FROM v_eval_latest ORDER BY approach").fetchall()
         assert latest == [("finetune",), ("hybrid",), ("rag",)]
 

@@ -1,0 +1,653 @@
+"""Provider-style tests of LLMJudgeOperator.
+
+Bedrock Converse is a MagicMock (``BedrockRuntimeHook.conn`` patched) replying from a script, S3 is moto
+(``S3Hook.get_conn`` patched to a real boto3 client) and the warehouse is a real SQLite file reached through an
+Airflow connection given as ``AIRFLOW_CONN_TAILOR_WAREHOUSE_TEST``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+from urllib.parse import quote
+
+import pytest
+from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from botocore.exceptions import ClientError
+
+from tailor.warehouse import Warehouse
+from tailor_airflow.llm_judge import LLMJudgeOperator
+
+BUCKET = "tailor-bakeoff-test"
+ANSWERS_URI = f"s3://{BUCKET}/eval/2026-11-20/scored.jsonl"
+OUTPUT_URI = f"s3://{BUCKET}/eval/2026-11-20/judged.jsonl"
+RUN_ID = "scheduled__2026-11-20T10:00:00+00:00"
+CONN_ID = "tailor_warehouse_test"
+JUDGE_A = "anthropic.claude-3-5-haiku-20241022-v1:0"
+JUDGE_B = "meta.llama3-1-70b-instruct-v1:0"
+JUDGES = (JUDGE_A, JUDGE_B)
+CRITERIA = ("correctness", "completeness", "faithfulness", "no_hallucination")
+STARTED = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+VERSIONS = {"dataset_version": "qa-abc123", "prompt_version": "p1",
+            "generator_model": {"rag": "amazon.nova-lite-v1:0", "finetune": "smollm2-ft-7"}}  # fmt: skip
+GENERATION_ERROR = "ReadTimeoutError: endpoint timed out"
+
+# (approach, sample_id, answer or None, scores of judge A, scores of judge B) -- criteria in CRITERIA order.
+# Binary fractions only, so every mean below is exact.
+SCRIPT = [
+    ("rag", "q-001", "The P-200 pump is rated to 16 bar.", (1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 1.0, 0.5)),
+    ("rag", "q-002", "The V-10 valve is DN50 stainless steel.", (0.5, 0.5, 0.5, 0.5), (0.25, 0.25, 0.25, 0.25)),
+    ("rag", "q-003", "The M-7 motor draws 5 kW.", (0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0)),
+    ("finetune", "q-001", "P-200: 16 bar maximum.", (1.0, 0.5, 1.0, 0.5), (1.0, 1.0, 1.0, 1.0)),
+    ("finetune", "q-002", "The V-10 is a DN40 brass valve.", (0.75, 0.75, 0.75, 0.75), (0.25, 0.75, 0.25, 0.75)),
+    ("finetune", "q-003", None, None, None),  # the generation failed: no answer, so no judge call
+]  # fmt: skip
+QUESTIONS = {"q-001": ("What is the max pressure of the P-200 pump?", "The P-200 is rated to 16 bar."),
+             "q-002": ("What is the V-10 valve made of?", "The V-10 is a DN50 stainless steel valve."),
+             "q-003": ("How much power does the M-7 motor draw?", "The M-7 motor draws 5.5 kW.")}  # fmt: skip
+SCORES = {answer: {JUDGE_A: dict(zip(CRITERIA, a, strict=True)), JUDGE_B: dict(zip(CRITERIA, b, strict=True))}
+          for _, _, answer, a, b in SCRIPT if answer}  # fmt: skip
+# mean over judges of the mean over criteria
+EXPECTED_JUDGE_SCORE = {("rag", "q-001"): 0.875, ("rag", "q-002"): 0.375, ("rag", "q-003"): 0.25,
+                        ("finetune", "q-001"): 0.875, ("finetune", "q-002"): 0.625, ("finetune", "q-003"): None}
+JUDGE_A_ONLY = {("rag", "q-001"): 1.0, ("rag", "q-002"): 0.5, ("rag", "q-003"): 0.0,
+                ("finetune", "q-001"): 0.75, ("finetune", "q-002"): 0.75, ("finetune", "q-003"): None}
+ANSWERED = sum(1 for *_, a, _ in SCRIPT if a)  # 5 answers to judge, 6 records
+# eval_score rows per approach: bertscore_f1, key_fact_match, (retrieval_hit for rag), judge_score per record,
+# plus one 'judge' row per record x judge x criterion (the failed record's are NULL with their error).
+SCORE_ROWS = {"rag": 3 * 4 + 3 * 2 * 4, "finetune": 3 * 3 + 3 * 2 * 4}
+
+
+def record(approach: str, sample_id: str, answer: str | None) -> dict[str, Any]:
+    question, reference = QUESTIONS[sample_id]
+    failed = answer is None
+    retrieved = [] if approach == "finetune" else [
+        {"text": f"Catalog page: {reference}", "product_name": f"product-{sample_id}", "score": 0.82,
+         "uri": f"s3://{BUCKET}/kb-data/{sample_id}.txt"},
+        {"text": "Unrelated accessory page.", "product_name": "accessory", "score": 0.41,
+         "uri": f"s3://{BUCKET}/kb-data/accessory.txt"},
+    ]  # fmt: skip
+    return {
+        "sample_id": sample_id, "approach": approach, "question": question, "reference": reference,
+        "answer": answer, "error": GENERATION_ERROR if failed else None, "retrieved": retrieved,
+        "latency_ms": None if failed else 850.0, "retrieval_ms": None if approach == "finetune" else 120.0,
+        "input_tokens": 0 if failed else 420, "output_tokens": 0 if failed else 35,
+        "bertscore_f1": None if failed else 0.875, "key_fact_match": None if failed else 1.0,
+        "retrieval_hit": None if approach == "finetune" else True,
+    }  # fmt: skip
+
+
+RECORDS = [record(approach, sample_id, answer) for approach, sample_id, answer, _, _ in SCRIPT]
+
+
+# --- scripted Converse replies ---------------------------------------------------------------------------------
+
+
+def tool_reply(scores: dict[str, Any], rationale: str) -> dict[str, Any]:
+    tool_use = {"toolUseId": "tooluse_1", "name": "record_scores", "input": {**scores, "rationale": rationale}}
+    return {"output": {"message": {"role": "assistant", "content": [{"toolUse": tool_use}]}},
+            "stopReason": "tool_use", "usage": {"inputTokens": 600, "outputTokens": 60, "totalTokens": 660}}  # fmt: skip
+
+
+def text_reply(text: str) -> dict[str, Any]:
+    return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}, "stopReason": "end_turn"}
+
+
+def rationale(model: str, answer: str) -> str:
+    return f"{model.split('.')[0]} graded: {answer}"
+
+
+def answer_of(request: dict[str, Any]) -> str:
+    user = request["messages"][0]["content"][0]["text"]
+    return re.search(r"<answer>\n(.*?)\n</answer>", user, re.S)[1]
+
+
+Reply = Callable[[str], "dict[str, Any] | BaseException"]
+
+
+def scripted_converse(overrides: dict[str, Reply] | None = None) -> Callable[..., dict[str, Any]]:
+    """A ``converse`` replying with SCRIPT's toolUse scores, or with ``overrides[modelId](answer)``."""
+
+    def converse(**request: Any) -> dict[str, Any]:
+        model, answer = request["modelId"], answer_of(request)
+        if overrides and model in overrides:
+            reply = overrides[model](answer)
+            if isinstance(reply, BaseException):
+                raise reply
+            return reply
+        return tool_reply(SCORES[answer][model], rationale(model, answer))
+
+    return converse
+
+
+def throttled(_: str) -> BaseException:
+    return ClientError(error_response={"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                       operation_name="Converse")  # fmt: skip
+
+
+# --- fixtures --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mock_conn() -> Iterator[mock.MagicMock]:
+    with mock.patch.object(BedrockRuntimeHook, "conn") as _conn:
+        _conn.converse.side_effect = scripted_converse()
+        yield _conn
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")  # fmt: skip
+        client.create_bucket(Bucket=BUCKET)
+        body = "".join(json.dumps(r) + "\n" for r in RECORDS)
+        client.put_object(Bucket=BUCKET, Key=ANSWERS_URI.split("/", 3)[3], Body=body.encode("utf-8"))
+        with mock.patch.object(S3Hook, "get_conn", return_value=client):
+            yield client
+
+
+@pytest.fixture
+def warehouse_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "warehouse.db"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", "sqlite://" + quote(str(path), safe=""))
+    return path
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return {"dag_run": SimpleNamespace(run_id=RUN_ID, run_after=STARTED, start_date=STARTED), "run_id": RUN_ID}
+
+
+def make_operator(**kwargs: Any) -> LLMJudgeOperator:
+    params: dict[str, Any] = {
+        "task_id": "judge_answers", "answers_uri": ANSWERS_URI, "output_uri": OUTPUT_URI,
+        "judge_model_ids": list(JUDGES), "run_id": RUN_ID, "concurrency": 4, "warehouse_conn_id": CONN_ID,
+        "versions": VERSIONS, "aws_conn_id": "aws_default",
+    }  # fmt: skip
+    params.update(kwargs)
+    return LLMJudgeOperator(**params)
+
+
+def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def snapshot(db: Path, approach: str | None = None) -> tuple[list, list]:
+    """eval_run (without written_at) and eval_score rows, optionally of one approach."""
+    where, params = ("WHERE approach = ?", (approach,)) if approach else ("", ())
+    runs = query(db, f"SELECT * FROM eval_run {where} ORDER BY run_id, approach", params)
+    runs = [row[:-1] for row in runs]  # written_at is the last column and changes on every write
+    scores = query(db, f"SELECT * FROM eval_score {where} "
+                       "ORDER BY run_id, approach, sample_id, metric, judge_model, criterion", params)  # fmt: skip
+    return runs, scores
+
+
+def read_output(s3: Any, uri: str = OUTPUT_URI) -> dict[tuple[str, str], dict[str, Any]]:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    rows = [json.loads(line) for line in body.splitlines()]
+    assert len(rows) == len(RECORDS)
+    return {(r["approach"], r["sample_id"]): r for r in rows}
+
+
+def calls_by_model(mock_conn: mock.MagicMock) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in mock_conn.converse.call_args_list:
+        counts[call.kwargs["modelId"]] = counts.get(call.kwargs["modelId"], 0) + 1
+    return counts
+
+
+def assert_no_sentinels(db: Path) -> None:
+    """No -1 stands in for a missing score anywhere in the warehouse; scores and means stay in [0, 1].
+
+    (A t-interval bound of a small sample may legitimately fall outside [0, 1], so CI columns are only checked
+    for the -1 sentinel.)"""
+    for table in ("eval_run", "eval_score"):
+        for row in query(db, f"SELECT * FROM {table}"):
+            assert -1 not in row and "-1" not in row, (table, row)
+    assert query(db, "SELECT COUNT(*) FROM eval_score WHERE score < 0 OR score > 1") == [(0,)]
+    means = query(db, "SELECT judge_score_mean, bertscore_f1_mean, key_fact_match FROM eval_run")
+    assert all(v is None or 0.0 <= v <= 1.0 for row in means for v in row)
+
+
+# --- construction and templating -------------------------------------------------------------------------------
+
+
+def test_template_fields() -> None:
+    op = make_operator()
+    assert tuple(op.template_fields) == ("answers_uri", "output_uri", "judge_model_ids", "run_id", "versions")
+    for field in op.template_fields:
+        assert hasattr(op, field), f"template field {field!r} is not an attribute"
+
+
+def test_init() -> None:
+    op = make_operator(criteria=["correctness", "faithfulness"], warehouse_schema=None, versions=None)
+    assert (op.answers_uri, op.output_uri, op.judge_model_ids, op.run_id) == (ANSWERS_URI, OUTPUT_URI,
+                                                                             list(JUDGES), RUN_ID)
+    assert op.criteria == ("correctness", "faithfulness")
+    assert op.versions == {}
+    assert (op.concurrency, op.warehouse_conn_id, op.aws_conn_id) == (4, CONN_ID, "aws_default")
+    defaults = LLMJudgeOperator(task_id="j", answers_uri=ANSWERS_URI, output_uri=OUTPUT_URI, judge_model_ids=JUDGE_A)
+    assert defaults.run_id == "{{ run_id }}" and defaults.criteria is None and defaults.warehouse_conn_id is None
+
+
+def test_template_fields_render() -> None:
+    op = make_operator(answers_uri="s3://{{ params.bucket }}/eval/{{ ds }}/scored.jsonl", run_id="{{ run_id }}",
+                       judge_model_ids="{{ params.judges }}", versions={"dataset_version": "qa-{{ ds_nodash }}"},
+                       params={"bucket": BUCKET, "judges": f"{JUDGE_A}, {JUDGE_B}"})  # fmt: skip
+    op.render_template_fields({"params": op.params, "ds": "2026-11-20", "ds_nodash": "20261120", "run_id": RUN_ID})
+    assert op.answers_uri == ANSWERS_URI
+    assert op.run_id == RUN_ID
+    assert op.versions == {"dataset_version": "qa-20261120"}
+    assert op._judges() == list(JUDGES)
+
+
+# --- happy path ------------------------------------------------------------------------------------------------
+
+
+def test_execute_writes_judged_jsonl(mock_conn, s3, warehouse_db, context) -> None:
+    result = make_operator().execute(context)
+
+    judged = read_output(s3)
+    for (approach, sample_id), expected in EXPECTED_JUDGE_SCORE.items():
+        row = judged[(approach, sample_id)]
+        assert row["judge_score"] == expected, (approach, sample_id)
+        # the scored record's own fields are carried through unchanged
+        original = next(r for r in RECORDS if (r["approach"], r["sample_id"]) == (approach, sample_id))
+        assert {k: row[k] for k in original} == original
+        assert [j["judge_model"] for j in row["judgements"]] == list(JUDGES)
+    q1 = judged[("rag", "q-001")]
+    assert q1["judgements"] == [
+        {"judge_model": JUDGE_A, "scores": SCORES[q1["answer"]][JUDGE_A], "rationale": rationale(JUDGE_A, q1["answer"]),
+         "error": None},
+        {"judge_model": JUDGE_B, "scores": SCORES[q1["answer"]][JUDGE_B], "rationale": rationale(JUDGE_B, q1["answer"]),
+         "error": None},
+    ]  # fmt: skip
+    assert q1["judge_criteria"] == {"correctness": 1.0, "completeness": 0.75, "faithfulness": 1.0,
+                                    "no_hallucination": 0.75}  # fmt: skip
+    failed = judged[("finetune", "q-003")]
+    assert failed["judge_criteria"] == dict.fromkeys(CRITERIA)
+    assert [(j["scores"], j["error"]) for j in failed["judgements"]] == [(dict.fromkeys(CRITERIA),
+                                                                           "no answer to judge")] * 2
+
+    assert result["uri"] == OUTPUT_URI
+    assert result["judge_calls"] == len(RECORDS) * len(JUDGES)
+    assert result["judge_errors"] == len(JUDGES)  # only the record without an answer
+    pair = f"{JUDGE_A} vs {JUDGE_B}"
+    assert result["agreement"] == {"pairs": {pair: {"mean_abs_diff": pytest.approx(0.3), "n": ANSWERED}},
+                                   "mean_abs_diff": pytest.approx(0.3), "n": ANSWERED}  # fmt: skip
+    # the record whose generation failed is never sent to a judge
+    assert mock_conn.converse.call_count == ANSWERED * len(JUDGES)
+    assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED}
+
+
+def test_execute_writes_warehouse_rows(mock_conn, s3, warehouse_db, context) -> None:
+    make_operator().execute(context)
+
+    runs = query(warehouse_db, "SELECT approach, run_id, n_samples, n_errors, judge_score_mean, judge_models, "
+                               "dataset_version, prompt_version, generator_model, status, dag_run_started_at "
+                               "FROM eval_run ORDER BY approach")  # fmt: skip
+    judges = f"{JUDGE_A},{JUDGE_B}"
+    assert runs == [
+        ("finetune", RUN_ID, 3, 1, pytest.approx(0.75), judges, "qa-abc123", "p1", "smollm2-ft-7", "partial",
+         "2026-11-20 10:00:00.000000+00:00"),
+        ("rag", RUN_ID, 3, 0, pytest.approx(0.5), judges, "qa-abc123", "p1", "amazon.nova-lite-v1:0", "complete",
+         "2026-11-20 10:00:00.000000+00:00"),
+    ]  # fmt: skip
+    counts = query(warehouse_db, "SELECT approach, COUNT(*) FROM eval_score GROUP BY approach ORDER BY approach")
+    assert counts == sorted(SCORE_ROWS.items())
+
+    judge_rows = query(warehouse_db, "SELECT approach, sample_id, judge_model, criterion, score, rationale, error "
+                                     "FROM eval_score WHERE metric = 'judge'")  # fmt: skip
+    assert len(judge_rows) == len(RECORDS) * len(JUDGES) * len(CRITERIA)
+    expected = set()
+    for approach, sample_id, answer, _, _ in SCRIPT:
+        for judge in JUDGES:
+            for criterion in CRITERIA:
+                if answer is None:
+                    expected.add((approach, sample_id, judge, criterion, None, None, "no answer to judge"))
+                else:
+                    expected.add((approach, sample_id, judge, criterion, SCORES[answer][judge][criterion],
+                                  rationale(judge, answer), None))
+    assert set(judge_rows) == expected
+
+    overall = query(warehouse_db, "SELECT approach, sample_id, score, error FROM eval_score "
+                                  "WHERE metric = 'judge_score'")  # fmt: skip
+    assert {(a, s): (v, e) for a, s, v, e in overall} == {
+        key: (value, GENERATION_ERROR if value is None else None) for key, value in EXPECTED_JUDGE_SCORE.items()
+    }
+    # eval_run's mean is the mean of its eval_score rows (NULLs excluded)
+    avg = query(warehouse_db, "SELECT r.approach, r.judge_score_mean, AVG(s.score) FROM eval_run r JOIN eval_score s "
+                              "ON s.run_id = r.run_id AND s.approach = r.approach AND s.metric = 'judge_score' "
+                              "GROUP BY r.approach, r.judge_score_mean")  # fmt: skip
+    assert all(mean == pytest.approx(average) for _, mean, average in avg) and len(avg) == 2
+    assert_no_sentinels(warehouse_db)
+
+
+def test_converse_requests_are_blinded_and_force_the_scoring_tool(mock_conn, s3, warehouse_db, context) -> None:
+    make_operator().execute(context)
+
+    answers = {answer: (approach, sample_id) for approach, sample_id, answer, _, _ in SCRIPT if answer}
+    seen = set()
+    for call in mock_conn.converse.call_args_list:
+        request = call.kwargs
+        answer = answer_of(request)
+        approach, sample_id = answers[answer]
+        seen.add((request["modelId"], approach, sample_id))
+        text = request["system"][0]["text"] + request["messages"][0]["content"][0]["text"]
+        assert not re.search(r"\b(rag|finetune|fine-tun\w*|hybrid|retrieval)\b", text, re.I), text
+        assert sample_id not in text
+        assert request["toolConfig"]["toolChoice"] == {"tool": {"name": "record_scores"}}
+        schema = request["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+        assert schema["required"] == [*CRITERIA, "rationale"]
+        assert request["inferenceConfig"]["temperature"] == 0.0
+        # the retrieved passages are the context of rag answers; finetune answers have none
+        user = request["messages"][0]["content"][0]["text"]
+        assert ("<context>" in user) is (approach == "rag")
+        if approach == "rag":
+            assert f"Catalog page: {QUESTIONS[sample_id][1]}" in text and "Unrelated accessory page." in text
+    assert seen == {(m, a, s) for a, s, ans, _, _ in SCRIPT if ans for m in JUDGES}
+
+
+def test_judge_model_ids_as_a_comma_separated_string(mock_conn, s3, warehouse_db, context) -> None:
+    result = make_operator(judge_model_ids=f" {JUDGE_A} , {JUDGE_B}").execute(context)
+    assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED}
+    assert result["judge_calls"] == len(RECORDS) * 2
+    assert query(warehouse_db, "SELECT DISTINCT judge_models FROM eval_run") == [(f"{JUDGE_A},{JUDGE_B}",)]
+
+
+def test_without_warehouse_only_the_jsonl_is_written(mock_conn, s3, warehouse_db, context) -> None:
+    result = make_operator(warehouse_conn_id=None, judge_model_ids=[JUDGE_A]).execute(context)
+    judged = read_output(s3)
+    assert {k: r["judge_score"] for k, r in judged.items()} == JUDGE_A_ONLY
+    assert result["agreement"] is None  # one judge: nothing to agree with
+    assert result["judge_calls"] == len(RECORDS)
+    assert not warehouse_db.exists()
+
+
+# --- faults: throttling, prose, out-of-range -------------------------------------------------------------------
+
+FAULTS = [
+    pytest.param(throttled, r"^ThrottlingException: Rate exceeded$", 1, id="throttling-client-error"),
+    pytest.param(lambda a: text_reply("This answer looks mostly right to me and is well written."),
+                 r"^unparseable judge reply: This answer looks mostly right", 3, id="prose-without-scores"),
+    pytest.param(lambda a: text_reply(""), r"^empty judge reply$", 3, id="empty-reply"),
+    pytest.param(lambda a: tool_reply({"correctness": -1, "completeness": 7, "faithfulness": 1.5,
+                                       "no_hallucination": -0.5}, "all bad"),
+                 r"correctness: score -1\.0 is outside \[0, 1\].*no_hallucination: score -0\.5 is outside", 1,
+                 id="tool-use-out-of-range"),
+    pytest.param(lambda a: text_reply("correctness: -1\ncompleteness: -1\nfaithfulness: 11\nno_hallucination: -1"),
+                 r"correctness: score -1 is outside \[0, 1\].*faithfulness: score 11 is outside", 1,
+                 id="prose-lines-with-sentinel-scores"),
+    pytest.param(lambda a: tool_reply({"correctness": "n/a", "completeness": None, "faithfulness": True,
+                                       "no_hallucination": "high"}, "no numbers"),
+                 r"correctness: non-numeric score 'n/a'.*no_hallucination: non-numeric", 1,
+                 id="tool-use-non-numeric"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "error_pattern", "calls_per_answer"), FAULTS)
+def test_a_failing_judge_is_stored_as_null_with_its_error(
+    mock_conn, s3, warehouse_db, context, fault: Reply, error_pattern: str, calls_per_answer: int
+) -> None:
+    mock_conn.converse.side_effect = scripted_converse({JUDGE_B: fault})
+
+    result = make_operator().execute(context)  # the run completes
+
+    assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED * calls_per_answer}
+    assert result["judge_calls"] == len(RECORDS) * len(JUDGES)
+    assert result["judge_errors"] == len(RECORDS) + 1  # every judge B call, and judge A on the failed record
+    pair = f"{JUDGE_A} vs {JUDGE_B}"
+    assert result["agreement"] == {"pairs": {pair: {"mean_abs_diff": None, "n": 0}}, "mean_abs_diff": None, "n": 0}
+
+    # judge B is left out of every mean: the sample score is judge A's alone
+    judged = read_output(s3)
+    assert {k: r["judge_score"] for k, r in judged.items()} == JUDGE_A_ONLY
+    for (approach, sample_id), row in judged.items():
+        b = row["judgements"][1]
+        assert b["judge_model"] == JUDGE_B and b["scores"] == dict.fromkeys(CRITERIA)
+        if row["answer"] is not None:
+            assert re.search(error_pattern, b["error"]), b["error"]
+            assert row["judge_criteria"] == SCORES[row["answer"]][JUDGE_A]
+
+    rows_b = query(warehouse_db, "SELECT sample_id, approach, score, error FROM eval_score "
+                                 "WHERE metric = 'judge' AND judge_model = ?", (JUDGE_B,))  # fmt: skip
+    assert len(rows_b) == len(RECORDS) * len(CRITERIA)
+    assert all(score is None for _, _, score, _ in rows_b)
+    answered = [e for s, a, _, e in rows_b if (a, s) != ("finetune", "q-003")]
+    assert len(answered) == ANSWERED * len(CRITERIA)
+    assert all(re.search(error_pattern, e) for e in answered), answered[:1]
+    rows_a = query(warehouse_db, "SELECT COUNT(score) FROM eval_score WHERE metric = 'judge' AND judge_model = ?",
+                   (JUDGE_A,))  # fmt: skip
+    assert rows_a == [(ANSWERED * len(CRITERIA),)]
+    means = query(warehouse_db, "SELECT approach, judge_score_mean, status FROM eval_run ORDER BY approach")
+    assert means == [("finetune", pytest.approx(0.75), "partial"), ("rag", pytest.approx(0.5), "complete")]
+    assert_no_sentinels(warehouse_db)
+
+
+def test_one_out_of_range_criterion_is_null_and_left_out_of_the_means(mock_conn, s3, warehouse_db, context) -> None:
+    partial = {"correctness": 1.0, "completeness": 7, "faithfulness": 0.5, "no_hallucination": 0.5}
+    mock_conn.converse.side_effect = scripted_converse({JUDGE_B: lambda a: tool_reply(partial, "one bad")})
+
+    make_operator().execute(context)
+
+    judged = read_output(s3)
+    row = judged[("rag", "q-001")]  # judge A: 1.0; judge B: mean(1.0, 0.5, 0.5) = 2/3
+    assert row["judge_score"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert row["judge_criteria"]["completeness"] == 1.0  # judge A's alone
+    assert row["judge_criteria"]["correctness"] == 1.0 and row["judge_criteria"]["faithfulness"] == 0.75
+    stored = query(warehouse_db, "SELECT criterion, score, error FROM eval_score WHERE metric = 'judge' "
+                                 "AND judge_model = ? AND approach = 'rag' AND sample_id = 'q-001' "
+                                 "ORDER BY criterion", (JUDGE_B,))  # fmt: skip
+    assert [(c, s) for c, s, _ in stored] == [("completeness", None), ("correctness", 1.0), ("faithfulness", 0.5),
+                                              ("no_hallucination", 0.5)]  # fmt: skip
+    assert all(re.match(r"completeness: score 7\.0 is outside \[0, 1\]", e) for _, _, e in stored)
+    assert_no_sentinels(warehouse_db)
+
+
+# --- idempotency and failures mid-write ------------------------------------------------------------------------
+
+
+def test_executing_three_times_leaves_exactly_one_set_of_rows(mock_conn, s3, warehouse_db, context) -> None:
+    op = make_operator()
+    op.execute(context)
+    first = snapshot(warehouse_db)
+    assert len(first[0]) == 2 and len(first[1]) == sum(SCORE_ROWS.values())
+    for _ in range(2):
+        op.execute(context)
+        assert snapshot(warehouse_db) == first
+    assert query(warehouse_db, "SELECT COUNT(*) FROM eval_run") == [(2,)]
+    assert query(warehouse_db, "SELECT COUNT(*) FROM eval_score") == [(sum(SCORE_ROWS.values()),)]
+    assert mock_conn.converse.call_count == 3 * ANSWERED * len(JUDGES)
+
+
+class ExecutemanyFailsHook:
+    """Wraps the warehouse's SqliteHook: its cursors run the DELETE, then fail in the bulk INSERT."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def get_conn(self) -> Any:
+        conn = self.inner.get_conn()
+
+        class Cursor:
+            def __init__(self) -> None:
+                self._cur = conn.cursor()
+
+            def execute(self, *args: Any) -> Any:
+                return self._cur.execute(*args)
+
+            def executemany(self, *args: Any) -> Any:
+                raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+        class Conn:
+            in_transaction = property(lambda self: conn.in_transaction)
+            execute, commit, rollback, close = conn.execute, conn.commit, conn.rollback, conn.close
+
+            def cursor(self) -> Cursor:
+                return Cursor()
+
+        return Conn()
+
+
+def fail_before_write(real: Callable, warehouse: Warehouse, run_row: dict, rows: list) -> int:
+    raise ConnectionError("warehouse connection reset")
+
+
+def fail_in_bulk_insert(real: Callable, warehouse: Warehouse, run_row: dict, rows: list) -> int:
+    return real(Warehouse(ExecutemanyFailsHook(warehouse.hook), warehouse.dialect), run_row, rows)
+
+
+WAREHOUSE_FAULTS = [
+    pytest.param(fail_before_write, ConnectionError, "connection reset", id="write-run-raises"),
+    pytest.param(fail_in_bulk_insert, sqlite3.OperationalError, "simulated", id="executemany-raises-after-delete"),
+]
+
+
+def failing_on(approach: str, fault: Callable) -> Callable:
+    real = Warehouse.write_run
+
+    def write_run(self: Warehouse, run_row: dict, rows: list) -> int:
+        if run_row["approach"] == approach:
+            return fault(real, self, run_row, rows)
+        return real(self, run_row, rows)
+
+    return write_run
+
+
+@pytest.mark.parametrize(("fault", "exc", "message"), WAREHOUSE_FAULTS)
+def test_warehouse_failing_mid_write_keeps_written_approach_and_a_retry_completes(
+    mock_conn, s3, warehouse_db, context, fault, exc, message
+) -> None:
+    op = make_operator()
+    with mock.patch.object(Warehouse, "write_run", failing_on("finetune", fault)), pytest.raises(exc, match=message):
+        op.execute(context)  # rag is written first, then finetune fails
+
+    assert query(warehouse_db, "SELECT approach, status FROM eval_run") == [("rag", "complete")]
+    assert query(warehouse_db, "SELECT approach, COUNT(*) FROM eval_score GROUP BY approach") == [
+        ("rag", SCORE_ROWS["rag"])
+    ]
+    rag_after_failure = snapshot(warehouse_db, "rag")
+
+    op.execute(context)  # the retry
+
+    assert query(warehouse_db, "SELECT approach, status FROM eval_run ORDER BY approach") == [
+        ("finetune", "partial"), ("rag", "complete")
+    ]  # fmt: skip
+    counts = query(warehouse_db, "SELECT approach, COUNT(*) FROM eval_score GROUP BY approach ORDER BY approach")
+    assert counts == sorted(SCORE_ROWS.items())
+    assert snapshot(warehouse_db, "rag") == rag_after_failure
+
+
+def test_a_failed_rewrite_keeps_the_previous_rows_of_that_approach(mock_conn, s3, warehouse_db, context) -> None:
+    make_operator().execute(context)
+    before = snapshot(warehouse_db)
+    mock_conn.converse.side_effect = scripted_converse({JUDGE_B: throttled})  # the rerun would change scores
+
+    with mock.patch.object(Warehouse, "write_run", failing_on("finetune", fail_in_bulk_insert)), \
+            pytest.raises(sqlite3.OperationalError, match="simulated"):  # fmt: skip
+        make_operator().execute(context)
+
+    assert snapshot(warehouse_db, "finetune") == (
+        [r for r in before[0] if r[1] == "finetune"], [r for r in before[1] if r[1] == "finetune"]
+    )  # the DELETE before the failed INSERT was rolled back
+    assert snapshot(warehouse_db, "rag") != ([r for r in before[0] if r[1] == "rag"],
+                                             [r for r in before[1] if r[1] == "rag"])  # rag was rewritten
+
+
+# --- dag_run_started_at ----------------------------------------------------------------------------------------
+
+
+def test_dag_run_started_at_is_run_after_so_a_cleared_old_run_does_not_become_the_latest(
+    mock_conn, s3, warehouse_db, context
+) -> None:
+    """sql/ddl/001_eval_run.sql documents ``dag_run_started_at`` as ``dag_run.run_after (UTC)``.
+
+    Clearing a finished DAG run sets its ``start_date`` to the time of the clear (airflow.models.taskinstance,
+    clear_task_instances), so the column must not follow ``start_date``: a re-run of last week's run would
+    otherwise be dated after this week's run and displace it in ``v_eval_latest``.
+    """
+    complete_uri = f"s3://{BUCKET}/eval/complete/scored.jsonl"  # every approach complete: eligible as latest
+    body = "".join(json.dumps(r) + "\n" for r in RECORDS if not r["error"])
+    s3.put_object(Bucket=BUCKET, Key=complete_uri.split("/", 3)[3], Body=body.encode("utf-8"))
+    newer = {"dag_run": SimpleNamespace(run_id="scheduled__2026-11-27", run_after=datetime(2026, 11, 27, 6, 0,
+                                        tzinfo=timezone.utc), start_date=datetime(2026, 11, 27, 6, 0, 5,
+                                        tzinfo=timezone.utc))}  # fmt: skip
+    make_operator(answers_uri=complete_uri, run_id="scheduled__2026-11-27").execute(newer)
+    cleared = {"dag_run": SimpleNamespace(run_id=RUN_ID, run_after=STARTED,
+                                          start_date=datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc))}  # fmt: skip
+    make_operator(answers_uri=complete_uri).execute(cleared)  # last week's run, cleared and re-run on Dec 1
+
+    started = query(warehouse_db, "SELECT DISTINCT dag_run_started_at FROM eval_run WHERE run_id = ?", (RUN_ID,))
+    assert started == [("2026-11-20 10:00:00.000000+00:00",)], "dag_run_started_at should be dag_run.run_after"
+    latest = query(warehouse_db, "SELECT DISTINCT run_id FROM v_eval_latest")
+    assert latest == [("scheduled__2026-11-27",)]
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "judge_model_ids",
+    [pytest.param("", id="empty-string"), pytest.param([], id="empty-list"), pytest.param(" , ", id="only-commas"),
+     pytest.param([JUDGE_A, ""], id="list-with-blank"), pytest.param(f"{JUDGE_A},,{JUDGE_B}", id="double-comma")],
+)  # fmt: skip
+def test_invalid_judge_model_ids_raise_before_any_work(mock_conn, s3, warehouse_db, context, judge_model_ids) -> None:
+    with pytest.raises(ValueError, match="judge_model_ids must name at least one model"):
+        make_operator(judge_model_ids=judge_model_ids).execute(context)
+    mock_conn.converse.assert_not_called()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert keys == [ANSWERS_URI.split("/", 3)[3]]
+    assert not warehouse_db.exists()
+
+
+@pytest.mark.parametrize(
+    "answers_uri",
+    [pytest.param("/data/eval/scored.jsonl", id="local-path"), pytest.param("file:///data/scored.jsonl", id="file"),
+     pytest.param(f"gs://{BUCKET}/scored.jsonl", id="gcs"), pytest.param(f"S3:/{BUCKET}/scored.jsonl", id="typo")],
+)  # fmt: skip
+def test_non_s3_answers_uri_is_a_value_error(mock_conn, s3, warehouse_db, context, answers_uri: str) -> None:
+    with pytest.raises(ValueError, match="expected an s3:// URI") as err:
+        make_operator(answers_uri=answers_uri).execute(context)
+    assert repr(answers_uri) in str(err.value)
+    mock_conn.converse.assert_not_called()
+    assert not warehouse_db.exists()
+
+
+def test_non_s3_output_uri_is_a_value_error_and_writes_no_warehouse_rows(mock_conn, s3, warehouse_db,
+                                                                         context) -> None:
+    with pytest.raises(ValueError, match="expected an s3:// URI, got '/tmp/judged.jsonl'"):
+        make_operator(output_uri="/tmp/judged.jsonl").execute(context)
+    assert not warehouse_db.exists()
+
+
+@pytest.mark.parametrize(
+    ("conn_uri", "conn_type"),
+    [pytest.param("http://warehouse.example.com:8080", "http", id="http"),
+     pytest.param(json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}), "aws", id="aws-json"),
+     pytest.param("mysql://user:pw@db.example.com/eval", "mysql", id="mysql")],
+)  # fmt: skip
+def test_non_sql_warehouse_connection_is_a_value_error_naming_it(
+    mock_conn, s3, warehouse_db, context, monkeypatch, conn_uri: str, conn_type: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TAILOR_WAREHOUSE_OTHER", conn_uri)
+    with pytest.raises(ValueError, match="warehouse connection 'tailor_warehouse_other'") as err:
+        make_operator(warehouse_conn_id="tailor_warehouse_other").execute(context)
+    assert f"has type {conn_type!r}" in str(err.value)
+    assert not warehouse_db.exists()
