@@ -22,8 +22,8 @@ from tailor.catalog import (
 )
 from tailor.exceptions import CatalogValidationError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_CATALOG = REPO_ROOT / "include" / "data" / "catalog" / "industrial_catalog.txt"
+from devstack.stack import REPO as REPO_ROOT
+from tests.conftest import SAMPLE_CATALOG
 
 
 def product_text(name: str, *, order: tuple[str, ...] = SECTIONS, **overrides: str | None) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ from tailor.kb_sync import (
     messages_from_asset_event_extras,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_CATALOG = REPO_ROOT / "include" / "data" / "catalog" / "industrial_catalog.txt"
+from devstack.stack import REPO as REPO_ROOT
+from tests.conftest import SAMPLE_CATALOG
 
 BUCKET = "tailor-test-bucket"
 INCOMING = "catalog/incoming/"

@@ -30,8 +30,8 @@ from tailor.training_data import (
     training_job_config,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_CATALOG = REPO_ROOT / "include" / "data" / "catalog" / "industrial_catalog.txt"
+from devstack.stack import REPO as REPO_ROOT
+from tests.conftest import SAMPLE_CATALOG
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 RUN_IDS = [
