@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
+from devstack.stack import LOCAL_SCALE, REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
 
 # Airflow reads its configuration when first imported: point it at a throw-away home now.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="tailor-airflow-"))
 os.environ.update(airflow_env(_AIRFLOW_HOME))
+# Parse-time settings (retry delay, judges, poll intervals) are frozen when the first test imports a DAG file,
+# which may be long before the local AWS starts: apply the local sizing now so test order cannot change them.
+os.environ.update(LOCAL_SCALE)
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 SAMPLE_CATALOG = REPO / "include" / "data" / "catalog" / "industrial_catalog.txt"

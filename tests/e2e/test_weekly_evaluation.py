@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from devstack.stack import Stack, run_dag
+from devstack.stack import LOCAL_SCALE, Stack, run_dag
 from tests.e2e.test_catalog_kb_sync import _task_states
 
 pytestmark = pytest.mark.e2e
@@ -61,11 +61,12 @@ def test_weekly_evaluation_scores_all_three_approaches(local_aws: Stack, airflow
         judge_rows = db.execute(
             "SELECT COUNT(*), COUNT(DISTINCT judge_model), COUNT(DISTINCT criterion), MIN(score), MAX(score) "
             "FROM eval_score WHERE run_id = ? AND metric = 'judge'", (run.run_id,)).fetchone()
-        assert judge_rows[:3] == (3 * 6 * 2 * 4, 2, 4)  # approaches x samples x judges x criteria
+        judges = len(LOCAL_SCALE["TAILOR__EVALUATION__JUDGE_MODELS"].split(","))
+        assert judge_rows[:3] == (3 * 6 * judges * 4, judges, 4)  # approaches x samples x judges x criteria
         assert 0 <= judge_rows[3] <= judge_rows[4] <= 1
         judge_models = db.execute("SELECT DISTINCT judge_models FROM eval_run WHERE run_id = ?",
                                   (run.run_id,)).fetchall()
-        assert len(judge_models) == 1 and judge_models[0][0].count(",") == 1
+        assert len(judge_models) == 1 and judge_models[0][0].count(",") == judges - 1
         latest = db.execute("SELECT approach FROM v_eval_latest ORDER BY approach").fetchall()
         assert latest == [("finetune",), ("hybrid",), ("rag",)]
 
