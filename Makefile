@@ -7,7 +7,7 @@ REQS := requirements.txt requirements-dev.txt requirements-models.txt constraint
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha1sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: venv demo test bench lock clean
+.PHONY: venv demo test airflow bench lock clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,9 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
+airflow: venv
+	$(PY) -m devstack.airflow
+
 bench: venv
 	$(PY) -m benchmarks.run
 
@@ -33,4 +36,4 @@ lock: venv
 	rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) out .airflow
+	rm -rf $(VENV) out .airflow .airflow-live

@@ -50,7 +50,8 @@ POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
                         description="Training epochs. Empty: finetune.epochs from the config (5 on AWS)."),
         "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=0.01,
                                description="Learning rate. Empty: finetune.learning_rate from the config."),
-        "instance_type": Param(None, type=["null", "string"], pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
+        "instance_type": Param(None, type=["null", "string"], maxLength=64,
+                               pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
                                description="Training instance type, e.g. ml.g5.12xlarge. Empty: the config's."),
         "promote": Param("if_better", type="string", enum=["if_better", "always", "never"],
                          description="Champion/challenger policy: promote only if not worse than the champion "
