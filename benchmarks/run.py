@@ -8,10 +8,10 @@ import sys
 from datetime import datetime, timezone
 from importlib.metadata import version
 
-from benchmarks import bertscore_stage, finetune_quality, parse_time
+from benchmarks import bertscore_stage, finetune_quality, judge_stage, parse_time, warehouse_upsert
 from devstack.stack import REPO
 
-SECTIONS = [parse_time.run, bertscore_stage.run, finetune_quality.run]
+SECTIONS = [parse_time.run, bertscore_stage.run, finetune_quality.run, judge_stage.run, warehouse_upsert.run]
 
 
 def header() -> str:
