@@ -32,6 +32,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = {b"\xff\xfe": "FF FE", b"\xfe\xff": "FE FF"}
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # category Cc except \t \n \r \f
 _MAX_CONTROL_RATIO = 0.01
+_INVISIBLE_LEAD = "\ufeff\f"
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,12 @@ def _decode(data: bytes, source: str) -> str:
 
 
 def _classify(line: str) -> tuple[str, str, bool] | None:
-    """Return ``(label, rest, known)`` if ``line`` is or looks like a header, else None (ordinary content)."""
-    match = _HEADER_RE.match(line)
+    """Return ``(label, rest, known)`` if ``line`` is or looks like a header, else None (ordinary content).
+
+    Invisible characters before a header are skipped: a U+FEFF left where UTF-8 files saved with a BOM were
+    concatenated, or a form feed that PDF-to-text puts before the first line of a page.
+    """
+    match = _HEADER_RE.match(line.lstrip(_INVISIBLE_LEAD))
     if not match:
         return None
     label, rest = match.groups()

@@ -42,14 +42,21 @@ def normalise(text: str) -> str:
 
 def parse_qa(data: bytes, source: str) -> QADataset:
     """Validate a QA file; raise :class:`QADatasetError` naming the file, item and rule."""
+    skip = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a UTF-8 byte-order mark is accepted and dropped
     try:
-        text = data.decode("utf-8-sig")
+        text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as error:
-        raise QADatasetError(f"{source}: not UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
+        offset = skip + error.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise QADatasetError(f"{source}: not UTF-8 (byte {offset}) at line {line}; re-save the file as UTF-8") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise QADatasetError(f"{source} line {error.lineno}: invalid JSON ({error.msg})") from None
+    except RecursionError:
+        raise QADatasetError(f"{source}: invalid JSON (nested too deeply; expected a flat list of objects)") from None
+    except ValueError:  # json reads integers with int(), which refuses more than 4300 digits
+        raise QADatasetError(f"{source}: invalid JSON (a number has too many digits)") from None
     if not isinstance(raw, list) or not raw:
         raise QADatasetError(f"{source}: expected a non-empty JSON list of {{{', '.join(REQUIRED)}}} objects")
     items, seen, problems = [], {}, []
