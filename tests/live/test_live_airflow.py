@@ -20,7 +20,7 @@ from devstack.airflow import ApiError, LiveAirflow
 from tests.conftest import SAMPLE_CATALOG
 
 pytestmark = pytest.mark.live
-EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune", "weekly_evaluation"}
+EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune", "weekly_evaluation", "qa_dataset_build"}
 RUN_TIMEOUT_S = 420
 DONE = {"success", "failed"}
 

@@ -1,0 +1,220 @@
+"""Tasks of ``qa_dataset_build``: plan -> generate candidate pairs (Converse) -> curate, split, validate, write.
+
+Thin shells over :mod:`tailor.qa_generation`. Everything lands under ``qa/generated/<version>/`` where the
+version is a content hash of catalog + params + prompt + reference test set, so a re-run overwrites its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+#: The packaged sample catalog (relative to include/), used when no catalog has been synced yet.
+SAMPLE_CATALOG = "data/catalog/industrial_catalog.txt"
+OUTPUT_PREFIX = "qa/generated/"
+
+
+def _settings_and_s3() -> tuple[Any, Any]:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from tailor.config import settings
+
+    cfg = settings()
+    return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
+
+
+def _resolve_catalog(reference: str | None, cfg: Any, s3: Any) -> str:
+    """``s3://bucket/key``, an existing path (absolute or under include/), or a key in the bake-off bucket;
+    empty: the version the Knowledge Base holds (``catalog/current.json``), else the packaged sample."""
+    from tailor.kb_sync import CatalogStore
+    from tailor.qa import INCLUDE_DIR
+
+    if not reference:
+        marker = CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix).current()
+        if marker is None:
+            print(f"no catalog synced yet ({cfg.catalog.current_marker_key} missing): using the packaged sample "
+                  f"{SAMPLE_CATALOG}")
+            return str(INCLUDE_DIR / SAMPLE_CATALOG)
+        print(f"catalog: version {marker['catalog_version']}, the one the Knowledge Base holds")
+        return f"s3://{cfg.aws.bucket}/{marker['version_key']}"
+    if reference.startswith("s3://"):
+        return reference
+    path = Path(reference) if Path(reference).is_absolute() else INCLUDE_DIR / reference
+    return str(path) if path.is_file() else f"s3://{cfg.aws.bucket}/{reference.lstrip('/')}"
+
+
+def _load_catalog(source: str, cfg: Any, s3: Any) -> Any:
+    from tailor.catalog import parse_catalog
+    from tailor.exceptions import CatalogValidationError
+
+    try:
+        if source.startswith("s3://"):
+            bucket, _, key = source.removeprefix("s3://").partition("/")
+            data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        else:
+            data = Path(source).read_bytes()
+        return parse_catalog(data, source, max_bytes=cfg.catalog.max_bytes)
+    except (s3.exceptions.NoSuchKey, FileNotFoundError):
+        raise AirflowFailException(f"catalog {source} not found: set the catalog Param to an s3:// URI, a key in "
+                                   f"the bucket or a path under include/ (empty: the synced version)") from None
+    except CatalogValidationError as error:
+        raise AirflowFailException(f"catalog {source} is invalid, nothing was generated:\n{error}") from None
+
+
+def _reference_test_set(cfg: Any, s3: Any) -> Any:
+    from tailor.exceptions import QADatasetError
+    from tailor.qa import load_qa
+
+    try:
+        return load_qa(cfg.qa.test_set, s3)
+    except QADatasetError as error:
+        raise AirflowFailException(f"reference test set {cfg.qa.test_set} (used to reject leaking pairs) is "
+                                   f"invalid:\n{error}") from None
+
+
+@task(multiple_outputs=True)
+def plan_dataset(**context: Any) -> dict[str, Any]:
+    """Resolve and validate the catalog, resolve the Params, and name the dataset version (content hash)."""
+    from tailor.qa_generation import dataset_version
+
+    cfg, s3 = _settings_and_s3()
+    params = context["params"]
+    source = _resolve_catalog(params.get("catalog"), cfg, s3)
+    catalog = _load_catalog(source, cfg, s3)
+    reference = _reference_test_set(cfg, s3)
+    resolved = {
+        "questions_per_section": int(params["questions_per_section"]),
+        "product_limit": params.get("product_limit"),
+        "generator_model_id": params.get("generator_model_id") or cfg.evaluation.generator_model_id,
+        "near_duplicate_threshold": float(params["near_duplicate_threshold"]),
+        "grounding_floor": float(params["grounding_floor"]),
+        "test_fraction": float(params["test_fraction"]),
+    }
+    version = dataset_version(catalog.sha256, resolved, reference.version)
+    products = [p.name for p in catalog.products[: resolved["product_limit"] or None]]
+    print(f"dataset {version}: catalog {catalog.version} ({len(products)} of {len(catalog.products)} products), "
+          f"params {resolved}")
+    return {"version": version, "prefix": f"{OUTPUT_PREFIX}{version}/", "params": resolved,
+            "catalog": {"source": source, "version": catalog.version, "sha256": catalog.sha256,
+                        "products_total": len(catalog.products), "products_used": products},
+            "reference_test_set": {"source": reference.source, "version": reference.version}}
+
+
+def _catalog_products(plan: dict[str, Any], cfg: Any, s3: Any) -> list[Any]:
+    catalog = _load_catalog(plan["catalog"]["source"], cfg, s3)
+    if catalog.sha256 != plan["catalog"]["sha256"]:
+        raise AirflowFailException(f"catalog {plan['catalog']['source']} changed since the plan task "
+                                   f"({plan['catalog']['version']} -> {catalog.version}): re-run the DAG")
+    return list(catalog.products[: plan["params"]["product_limit"] or None])
+
+
+@task
+def generate_candidates(plan: dict[str, Any]) -> dict[str, Any]:
+    """One greedy Converse call per passage (bounded concurrency); raw replies persisted before any filtering."""
+    from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
+    from botocore.config import Config
+
+    from tailor.qa_generation import generate_replies, passages, reply_record
+
+    cfg, s3 = _settings_and_s3()
+    params = plan["params"]
+    items = passages(_catalog_products(plan, cfg, s3), params["questions_per_section"])
+    concurrency = cfg.evaluation.concurrency
+    # A generation can outlast botocore's 60 s read timeout under load, and a timed-out call retried re-queues
+    # the same generation behind the first: wait longer instead.
+    config = Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=max(10, concurrency),
+                    read_timeout=300)
+    client = BedrockRuntimeHook(aws_conn_id=cfg.aws.conn_id, config=config).conn
+    started = time.monotonic()
+    replies = generate_replies(client, params["generator_model_id"], items, concurrency=concurrency)
+    failed = [r for r in replies if r.error is not None]
+    if replies and len(failed) == len(replies):  # nothing to curate: likely access or quota; worth a retry
+        raise AirflowException(f"all {len(replies)} Converse calls to {params['generator_model_id']} failed, "
+                               f"first error: {failed[0].error}")
+    key = f"{plan['prefix']}replies.jsonl"
+    # A re-run of the same version overwrites its files: until a new manifest is written, it is not complete.
+    s3.delete_object(Bucket=cfg.aws.bucket, Key=f"{plan['prefix']}manifest.json")
+    body = "".join(json.dumps(reply_record(r), ensure_ascii=False) + "\n" for r in replies)
+    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=body.encode("utf-8"))
+    tokens = {"input": sum(r.input_tokens for r in replies), "output": sum(r.output_tokens for r in replies)}
+    print(f"{len(replies)} Converse calls ({len(failed)} failed) in {time.monotonic() - started:.1f} s, "
+          f"tokens {tokens} -> s3://{cfg.aws.bucket}/{key}")
+    return {"replies_key": key, "calls": len(replies), "calls_failed": len(failed), "tokens": tokens}
+
+
+@task
+def curate_dataset(plan: dict[str, Any], generated: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Parse strictly, drop bad pairs (by reason), split by product section, validate, write train/test/manifest."""
+    from tailor.catalog import SECTIONS
+    from tailor.exceptions import QADatasetError
+    from tailor.qa import parse_qa
+    from tailor.qa_generation import (
+        PROMPT_VERSION,
+        CurationSettings,
+        curate,
+        qa_records,
+        reply_from_record,
+        split_by_section,
+    )
+
+    cfg, s3 = _settings_and_s3()
+    params, prefix, bucket = plan["params"], plan["prefix"], cfg.aws.bucket
+    body = s3.get_object(Bucket=bucket, Key=generated["replies_key"])["Body"].read().decode("utf-8")
+    replies = [reply_from_record(json.loads(line)) for line in body.splitlines() if line.strip()]
+    sections = {(p.name, s): p.section(s) for p in _catalog_products(plan, cfg, s3) for s in SECTIONS}
+    settings = CurationSettings(params["near_duplicate_threshold"], params["grounding_floor"])
+    curated = curate(replies, sections, _reference_test_set(cfg, s3), settings)
+    dropped = curated.drop_counts()
+    for drop in curated.drops:
+        print(f"dropped [{drop.reason}] {drop.product_name} / {drop.section}: {drop.detail}")
+    for pair in curated.kept:
+        print(f"kept {pair.product_name} / {pair.section}: {pair.question} -> {pair.answer}")
+    print(f"{curated.candidates} candidates from {len(replies)} replies: {len(curated.kept)} kept "
+          f"({curated.trimmed} answer(s) cut by max_tokens kept to their last full sentence), dropped {dropped}, "
+          f"{curated.ignored_lines} stray line(s) ignored")
+    train, test = split_by_section(curated.kept, params["test_fraction"])
+    if not train or not test:
+        groups = len({(c.product_name, c.section) for c in curated.kept})
+        raise AirflowFailException(
+            f"only {len(curated.kept)} pair(s) from {groups} product section(s) survived (dropped: {dropped}); "
+            "a split by section needs kept pairs from at least 2 sections. Raise questions_per_section or "
+            "product_limit, lower grounding_floor, or use a stronger generator_model_id. Raw replies: "
+            f"s3://{bucket}/{generated['replies_key']}")
+    files = {}
+    for name, pairs in (("train", train), ("test", test)):
+        data = json.dumps(qa_records(pairs), indent=2, ensure_ascii=False).encode("utf-8")
+        try:
+            parse_qa(data, f"s3://{bucket}/{prefix}{name}.json")  # the consumers' validator, before upload
+        except QADatasetError as error:
+            raise AirflowFailException(f"generated {name} set failed validation, nothing written:\n{error}") from None
+        files[name] = data
+    manifest = {
+        "version": plan["version"], "prefix": prefix, "run_id": context["run_id"],
+        "created_at": datetime.now(UTC).isoformat(), "catalog": plan["catalog"],
+        "generator_model_id": params["generator_model_id"], "prompt_version": PROMPT_VERSION, "params": params,
+        "reference_test_set": plan["reference_test_set"],
+        "split_rule": f"by product section: sha256(product|section) ranks the sections, the lowest "
+                      f"round({params['test_fraction']} x n) go to test (at least one each side)",
+        "counts": {"passages": len(replies), "calls_failed": generated["calls_failed"],
+                   "candidates": curated.candidates, "kept": len(curated.kept), "train": len(train),
+                   "test": len(test), "dropped": dropped, "answers_trimmed": curated.trimmed,
+                   "ignored_lines": curated.ignored_lines},
+        "sections": {name: sorted({f"{c.product_name} / {c.section}" for c in pairs})
+                     for name, pairs in (("train", train), ("test", test))},
+        "tokens": generated["tokens"],
+        "files": {"train": f"{prefix}train.json", "test": f"{prefix}test.json", "replies": generated["replies_key"]},
+    }
+    for name, data in files.items():
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.json", Body=data, ContentType="application/json")
+    # Written last: a manifest marks a complete dataset.
+    s3.put_object(Bucket=bucket, Key=f"{prefix}manifest.json", Body=json.dumps(manifest, indent=2).encode("utf-8"),
+                  ContentType="application/json")
+    print(f"dataset {plan['version']}: {len(train)} train / {len(test)} test pairs -> s3://{bucket}/{prefix}")
+    return {"prefix": prefix, "version": plan["version"], "counts": manifest["counts"]}
+
