@@ -11,15 +11,7 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
-
-
-def _settings_and_s3() -> tuple[Any, Any]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    from tailor.config import settings
-
-    cfg = settings()
-    return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
+from tailor_airflow.clients import settings_and_s3
 
 
 def run_prefix(output_prefix: str, run_id: str) -> str:
@@ -42,7 +34,7 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
     from tailor.exceptions import QADatasetError
     from tailor.qa import load_qa
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     params = context["params"]
     try:
         dataset = load_qa(params.get("dataset") or cfg.qa.test_set, s3)
@@ -93,7 +85,7 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
 
     approach = batch["approach"]
     get_current_context()["batch_label"] = f"{approach} #{batch['index']}"  # names the mapped task in the UI
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     snapshot = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{batch['prefix']}dataset.json")["Body"].read())
     wanted = set(batch["sample_ids"])
     items = [QAItem(**i) for i in snapshot["items"] if i["sample_id"] in wanted]
@@ -124,7 +116,7 @@ def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
     from tailor.metrics.bertscore import BertScorer
     from tailor.metrics.facts import key_fact_match
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     records = [r for g in generated for r in _read_jsonl(s3, cfg.aws.bucket, g["key"])]
     answered = [r for r in records if r["error"] is None]
     scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
@@ -156,7 +148,7 @@ def publish_results(judged_uri: str, **context: Any) -> dict[str, Any]:
     from tailor.report import render_report
     from tailor.summary import format_table, summarize, write_summary_csv
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     judged_key = judged_uri.removeprefix(f"s3://{cfg.aws.bucket}/")
     records = _read_jsonl(s3, cfg.aws.bucket, judged_key)
     prefix = judged_key.removesuffix("judged.jsonl")

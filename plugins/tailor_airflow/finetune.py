@@ -11,17 +11,9 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tailor_airflow.assets import FINETUNED_MODEL
+from tailor_airflow.clients import settings_and_s3
 
 CHAMPION_KEY = "finetune/champion.json"
-
-
-def _settings_and_s3() -> tuple[Any, Any]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    from tailor.config import settings
-
-    cfg = settings()
-    return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
 
 
 @task(multiple_outputs=True)
@@ -32,7 +24,7 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
     from tailor.qa import load_qa
     from tailor.training_data import assert_no_test_leak, job_name_for, training_files, training_job_config
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     params = context["params"]
     ft = cfg.finetune
     store = CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix)
@@ -126,7 +118,7 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
     from tailor.metrics.bertscore import BertScorer
     from tailor.qa import load_qa
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     ft = cfg.finetune
     sagemaker = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="sagemaker").get_conn()
     runtime = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="sagemaker-runtime").get_conn()
@@ -149,7 +141,7 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
 def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict[str, Any],
             **context: Any) -> dict[str, Any]:
     """Point the champion endpoint at the challenger only if it is not worse by more than the margin."""
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     ft = cfg.finetune
     policy = context["params"].get("promote", "if_better")
     champion, challenger = evaluation.get("champion"), evaluation["challenger"]
@@ -189,7 +181,7 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
 
     from tailor.training_data import job_name_for
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     ti = context["ti"]
     job_name = job_name_for(context["run_id"])
     prepared = ti.xcom_pull(task_ids="prepare_training_data") or {}

@@ -15,18 +15,11 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from tailor_airflow.clients import settings_and_s3
+
 #: The packaged sample catalog (relative to include/), used when no catalog has been synced yet.
 SAMPLE_CATALOG = "data/catalog/industrial_catalog.txt"
 OUTPUT_PREFIX = "qa/generated/"
-
-
-def _settings_and_s3() -> tuple[Any, Any]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    from tailor.config import settings
-
-    cfg = settings()
-    return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
 
 
 def _resolve_catalog(reference: str | None, cfg: Any, s3: Any) -> str:
@@ -83,7 +76,7 @@ def plan_dataset(**context: Any) -> dict[str, Any]:
     """Resolve and validate the catalog, resolve the Params, and name the dataset version (content hash)."""
     from tailor.qa_generation import dataset_version
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     params = context["params"]
     source = _resolve_catalog(params.get("catalog"), cfg, s3)
     catalog = _load_catalog(source, cfg, s3)
@@ -122,7 +115,7 @@ def generate_candidates(plan: dict[str, Any]) -> dict[str, Any]:
 
     from tailor.qa_generation import generate_replies, passages, reply_record
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     params = plan["params"]
     items = passages(_catalog_products(plan, cfg, s3), params["questions_per_section"])
     concurrency = cfg.evaluation.concurrency
@@ -163,7 +156,7 @@ def curate_dataset(plan: dict[str, Any], generated: dict[str, Any], **context: A
         split_by_section,
     )
 
-    cfg, s3 = _settings_and_s3()
+    cfg, s3 = settings_and_s3()
     params, prefix, bucket = plan["params"], plan["prefix"], cfg.aws.bucket
     body = s3.get_object(Bucket=bucket, Key=generated["replies_key"])["Body"].read().decode("utf-8")
     replies = [reply_from_record(json.loads(line)) for line in body.splitlines() if line.strip()]

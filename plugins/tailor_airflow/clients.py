@@ -1,0 +1,15 @@
+"""Task-time access to the settings and AWS clients (never called at DAG parse time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def settings_and_s3() -> tuple[Any, Any]:
+    """The bake-off settings and an S3 client on the configured Airflow AWS connection."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from tailor.config import settings
+
+    cfg = settings()
+    return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
