@@ -1,0 +1,89 @@
+"""The local model server's batching: concurrent judge ratings share one pass and change nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localaws import serving
+
+PROMPTS = [f"{k} rating from 0 (worst) to 9 (best): " for k in ("correctness", "completeness", "faithfulness")]
+THEN = "rationale in one sentence: The answer"
+
+
+def _conversation(i: int) -> list[dict[str, str]]:
+    answer = f"It is {50 + 3 * i} bar. " * (1 + i % 3)  # different lengths: the batch needs left padding
+    return [{"role": "system", "content": "You grade answers strictly."},
+            {"role": "user", "content": f"Question: maximum pressure of press P{i}? Reference: {50 + 7 * i} bar. "
+                                        f"Answer: {answer}"}]
+
+
+@pytest.fixture
+def model_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from localaws.models import smollm2_dir
+
+    monkeypatch.setenv("LOCALAWS_DTYPE", "float32")  # exact comparison: no bf16 rounding between batch shapes
+    serving._models.clear()
+    yield smollm2_dir()
+    for loaded in serving._models.values():
+        loaded.close()
+    serving._models.clear()
+
+
+def test_concurrent_ratings_are_batched_and_equal_to_one_at_a_time(model_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    conversations = [_conversation(i) for i in range(4)]
+    alone = [serving.rate(model_path, c, PROMPTS, then=THEN, max_new_tokens=12) for c in conversations]
+
+    batch_sizes: list[int] = []
+    original = serving._Loaded._rate
+
+    def counting(self: serving._Loaded, batch: list) -> None:
+        batch_sizes.append(len(batch))
+        original(self, batch)
+
+    monkeypatch.setattr(serving._Loaded, "_rate", counting)
+    monkeypatch.setattr(serving, "BATCH_WINDOW_SECONDS", 0.5)  # let all four threads reach the queue
+    together: list = [None] * len(conversations)
+
+    def ask(i: int) -> None:
+        together[i] = serving.rate(model_path, conversations[i], PROMPTS, then=THEN, max_new_tokens=12)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(conversations))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert max(batch_sizes) > 1, f"no batching happened: {batch_sizes}"
+    for single, batched in zip(alone, together, strict=True):
+        ratings, text, tokens = batched
+        assert tokens == single[2]
+        assert ratings == pytest.approx(single[0], abs=1e-3)
+        assert text == single[1]
+        assert len(ratings) == len(PROMPTS) and all(0 <= r <= 1 for r in ratings)
+
+
+def test_rate_needs_a_prompt(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="rating prompt"):
+        serving.rate(model_path, _conversation(0), [])
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("fpu avx2 avx512_bf16 amx_bf16", "bfloat16"),
+                                                 ("fpu sse avx2", "float32")])
+def test_serving_dtype_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: str,
+                                       expected: str) -> None:
+    monkeypatch.delenv("LOCALAWS_DTYPE", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
+    real_path = serving.Path
+    monkeypatch.setattr(serving, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert serving.serving_dtype() == expected
+
+
+def test_serving_dtype_override_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALAWS_DTYPE", "float16")
+    with pytest.raises(ValueError, match="LOCALAWS_DTYPE"):
+        serving.serving_dtype()
