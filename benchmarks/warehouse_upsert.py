@@ -14,7 +14,10 @@ rows into the same, emptied, table and is timed from those dicts to the commit:
 Each method's table content is checked equal afterwards (row count, NULLs, score sum). Fastest of ``repeats``.
 
 PostgreSQL is a throw-away local cluster (``devstack/postgres.py``, fsync off) started by the benchmark and stopped
-by its PID at the end, even on failure. Goals: ours >= 10x faster than row by row and at most 3x COPY's time.
+by its PID at the end, even on failure. Goals (PostgreSQL only): ours >= 10x faster than row by row and at most 3x
+COPY's time. SQLite is reported as a comparison without a goal: it is an in-process library with no round trip
+per statement, so a row-by-row INSERT costs about what a bulk insert costs per row (the bare ``executemany``
+floor, no validation at all, is only ~1.4x row by row): "10x row by row" is not physically reachable there.
 """
 
 from __future__ import annotations
@@ -263,12 +266,24 @@ class Verdict:
     vs_copy: float | None  # ours' time / COPY's time (PostgreSQL)
 
     @property
+    def has_goal(self) -> bool:
+        """Only PostgreSQL (a server: one round trip per row-by-row INSERT) has the issue's goals."""
+        return self.database == "PostgreSQL"
+
+    @property
     def met(self) -> bool:
+        if not self.has_goal:
+            return True
         return self.vs_row_by_row >= GOAL_VS_ROW_BY_ROW and (self.vs_copy is None or self.vs_copy <= GOAL_VS_COPY)
 
     def lines(self) -> list[str]:
-        fast = "met" if self.vs_row_by_row >= GOAL_VS_ROW_BY_ROW else "MISSED"
         reference = "COPY" if self.vs_copy is not None else "the bare executemany floor"
+        if not self.has_goal:
+            return [f"- {self.database} (comparison, no goal): speed-up of ours over row by row "
+                    f"**{self.vs_row_by_row:.1f}x**; {reference}'s speed-up over row by row: "
+                    f"{self.reference_vs_row_by_row:.1f}x (ours / floor time: "
+                    f"{self.reference_vs_row_by_row / self.vs_row_by_row:.2f})."]
+        fast = "met" if self.vs_row_by_row >= GOAL_VS_ROW_BY_ROW else "MISSED"
         found = [f"- {self.database}: speed-up of ours over row by row **{self.vs_row_by_row:.1f}x** (goal >= "
                  f"{GOAL_VS_ROW_BY_ROW:g}x): {fast}. For reference, {reference}'s speed-up over row by row: "
                  f"{self.reference_vs_row_by_row:.1f}x."]
@@ -300,6 +315,35 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def _save(results: Sequence[Result]) -> None:
+    """The operator's path's rows/s per database, for the "scale on paper" section."""
+    import json
+    from pathlib import Path
+
+    ours = {r.database: r.rows_per_s for r in results if r.method.startswith("ours")}
+    path = Path(__file__).resolve().parents[1] / "out" / "bench" / "warehouse.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"postgres_rows_per_s": ours.get("PostgreSQL"), "sqlite_rows_per_s": ours.get("SQLite"),
+                                "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=1))
+
+
+def missed_reason(verdict: Verdict) -> list[str]:
+    """Why PostgreSQL's 10x goal is missed (when it is), with the measured figures, and the next step."""
+    if verdict.vs_row_by_row >= GOAL_VS_ROW_BY_ROW:
+        return []
+    return [
+        "",
+        f"Why the PostgreSQL 10x goal is MISSED: on 127.0.0.1 a row-by-row INSERT pays only a loopback round trip "
+        "(tens of microseconds) plus the server's own work on the row (heap, primary-key index, CHECK), which COPY "
+        f"pays too: COPY itself is only {verdict.reference_vs_row_by_row:.1f}x row by row here, and ours is "
+        f"{'faster than' if verdict.vs_copy and verdict.vs_copy < 1 else 'close to'} that COPY baseline "
+        f"({verdict.vs_copy:.2f}x its time). No client can beat COPY by much, so 10x row by row is out of reach on a "
+        "loopback connection. Over a real network every row-by-row INSERT pays a network round trip (~0.5-1 ms in "
+        "one AWS region) that COPY pays once, so the ratio grows there; that was not measured. Next step: measure "
+        "against a PostgreSQL across a network (e.g. RDS from the Airflow worker's subnet) before changing code.",
+    ]
+
+
 def run(n_rows: int = 100_000, row_by_row_rows: int | None = None, repeats: int = 2) -> tuple[str, bool]:
     """Return (markdown section, goal met)."""
     timings: dict[str, float] = {}
@@ -307,16 +351,23 @@ def run(n_rows: int = 100_000, row_by_row_rows: int | None = None, repeats: int 
     found = verdicts(results)
     lines = [line for verdict in found for line in verdict.lines()]
     ok = all(verdict.met for verdict in found)
+    postgres = next((v for v in found if v.has_goal), None)
+    _save(results)
     text = "\n".join([
         "## Warehouse write: ours vs row-by-row INSERT vs COPY",
         f"{n_rows:,} `eval_score` rows of one run x approach, from the list of dicts the operator builds to the "
         "commit, into the same emptied table each time; ours includes its per-row validation, the baselines "
         "validate nothing. PostgreSQL: a throw-away local cluster on 127.0.0.1 (fsync off) started by the benchmark "
         f"(initdb {timings.get('initdb_s', 0):.1f} s, start {timings.get('start_s', 0):.1f} s, not timed). "
-        f"Fastest of {repeats} runs each.",
+        f"Fastest of {repeats} runs each. Goals (PostgreSQL, the production warehouse's kind): ours >= "
+        f"{GOAL_VS_ROW_BY_ROW:g}x row by row and <= {GOAL_VS_COPY:g}x COPY's time. SQLite is a comparison without a "
+        "goal: an in-process library has no round trip per statement, so a row-by-row INSERT costs about what a "
+        "bulk insert costs per row, and even the bare `executemany` floor (no validation at all) is only a little "
+        "faster than row by row: a 10x goal is not physically reachable there.",
         "",
         table(results),
         "",
         *lines,
+        *(missed_reason(postgres) if postgres else []),
     ])
     return text, ok

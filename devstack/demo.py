@@ -2,14 +2,23 @@
 
 KB sync of the sample catalog -> monthly fine-tune -> weekly evaluation of the three approaches; prints the
 comparison table and leaves out/summary_results.csv, out/report.html and out/warehouse.db.
+
+It also records its own timings in out/timings.json (wall time of each phase and DAG run, start/end/duration of
+every task instance, peak RSS of this process and of the local AWS child) and prints a one-line summary;
+``make bench`` reads that file. ``TAILOR_DEMO_EXTRA_EVALUATION=N`` (used by ``make bench`` only) also runs
+weekly_evaluation on the first N questions, before the full one, for the benchmark's scaling fit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
+import threading
 import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +27,125 @@ from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_
 OUT = REPO / "out"
 SAMPLE_CATALOG = REPO / "include" / "data" / "catalog" / "industrial_catalog.txt"
 QUESTION = "What is the maximum bowl fill of the Vortex Mixer VM-200?"
+TIMINGS = OUT / "timings.json"
+EXTRA_EVALUATION = "TAILOR_DEMO_EXTRA_EVALUATION"
+JUDGE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+def _rss_mb(pid: int | None = None, field: str = "VmRSS") -> float | None:
+    """A process's resident set (VmRSS) or its peak (VmHWM) in MB, from /proc (None if unavailable)."""
+    try:
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class Recorder:
+    """Phase and DAG timings, task-instance durations and peak memory of the demo, for out/timings.json.
+
+    A daemon thread samples every 0.5 s the RSS of this process plus all its descendants (the local AWS, the
+    `airflow db migrate` child); the exact per-process peaks are VmHWM (this process: ru_maxrss), read for the
+    local AWS just before it stops."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.data: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(), "phases": {},
+                                     "dags": [], "cpu_count": os.cpu_count()}
+        self.peak_total_mb = 0.0
+        self.localaws_pid: int | None = None
+        self.localaws_peak_mb: float | None = None
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True, name="rss-sampler").start()
+
+    def _pids(self) -> list[int]:
+        """This process and its descendants (children's children included), from /proc."""
+        parents: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                parents.setdefault(ppid, []).append(int(entry.name))
+        found, todo = [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(parents.get(pid, []))
+        return found
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                total = sum(_rss_mb(pid) or 0.0 for pid in self._pids())
+            except OSError:
+                continue
+            self.peak_total_mb = max(self.peak_total_mb, total)
+            if self.localaws_pid:
+                self.localaws_peak_mb = _rss_mb(self.localaws_pid, "VmHWM") or self.localaws_peak_mb
+
+    def find_localaws(self) -> None:
+        """The local AWS child's pid (the `python -m localaws serve` among our children)."""
+        for pid in self._pids()[1:]:
+            try:
+                if b"localaws\x00serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    self.localaws_pid = pid
+            except OSError:
+                continue
+
+    @contextmanager
+    def phase(self, name: str) -> Any:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.data["phases"][name] = round(time.monotonic() - started, 2)
+
+    def dag(self, name: str, run: Any, seconds: float, conf: dict[str, Any] | None) -> None:
+        tasks = []
+        for ti in sorted(run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date)):
+            tasks.append({"task_id": ti.task_id, "map_index": ti.map_index, "label": ti.rendered_map_index,
+                          "state": str(ti.state), "try_number": ti.try_number,
+                          "start": ti.start_date.isoformat() if ti.start_date else None,
+                          "end": ti.end_date.isoformat() if ti.end_date else None,
+                          "duration_s": ti.duration})
+        self.data["dags"].append({"dag_id": name, "run_id": run.run_id, "state": str(run.state),
+                                  "conf": conf or {}, "wall_s": round(seconds, 2), "tasks": tasks})
+
+    def write(self) -> dict[str, Any]:
+        self._stop.set()
+        if self.localaws_pid:  # still running here (read before the local AWS stops)
+            self.localaws_peak_mb = _rss_mb(self.localaws_pid, "VmHWM") or self.localaws_peak_mb
+        self.data |= {
+            "total_s": round(time.monotonic() - self.started, 2),
+            "peak_rss_mb": {"demo": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                            "localaws": round(self.localaws_peak_mb or 0),
+                            "together_sampled": round(self.peak_total_mb)},
+        }
+        OUT.mkdir(exist_ok=True)
+        TIMINGS.write_text(json.dumps(self.data, indent=1))
+        return self.data
+
+    def summary(self) -> str:
+        dags = ", ".join(f"{d['dag_id']}{'@' + str(d['conf']['sample_limit']) if 'sample_limit' in d['conf'] else ''}"
+                         f" {d['wall_s']:.0f} s" for d in self.data["dags"])
+        rss = self.data["peak_rss_mb"]
+        return (f"timings: {dags}; total {self.data['total_s']:.0f} s; peak RSS demo {rss['demo']} MB, local AWS "
+                f"{rss['localaws']} MB, together {rss['together_sampled']} MB (sampled) -> {TIMINGS}")
+
+
+RECORDER: Recorder | None = None
 
 
 def _run(name: str, conf: dict[str, Any] | None = None) -> Any:
     started = time.monotonic()
     run = run_dag(name, conf)
     print(f"\n=== {name}: {run.state} in {time.monotonic() - started:.0f} s (run {run.run_id})", flush=True)
+    if RECORDER is not None:
+        RECORDER.dag(name, run, time.monotonic() - started, conf)
     if run.state != "success":
         failed = [ti.task_id for ti in run.get_task_instances() if str(ti.state) == "failed"]
         print(f"failed tasks: {failed}; see the log above and out/localaws.log")
@@ -31,6 +153,16 @@ def _run(name: str, conf: dict[str, Any] | None = None) -> Any:
 
 
 def main() -> int:
+    global RECORDER
+    RECORDER = Recorder()
+    try:
+        return _bake_off(RECORDER)
+    finally:
+        RECORDER.write()
+        print(RECORDER.summary(), flush=True)
+
+
+def _bake_off(recorder: Recorder) -> int:
     OUT.mkdir(exist_ok=True)
     (OUT / "warehouse.db").unlink(missing_ok=True)  # the demo's warehouse holds this demo's runs
     os.environ.update(airflow_env(REPO / ".airflow"))
@@ -38,26 +170,37 @@ def main() -> int:
 
     started = time.monotonic()
     with LocalAWSProcess(log_path=OUT / "localaws.log") as aws:
-        stack = bootstrap(aws.endpoint_url, warehouse_path=OUT / "warehouse.db")
-        os.environ.update(stack.env())
-        print(f"local AWS on {aws.endpoint_url}: {stack.resources}")
-        migrate_airflow_db(os.environ.copy())
+        recorder.find_localaws()
+        try:
+            with recorder.phase("setup"):  # local AWS start (above) is in the total, not in this phase
+                stack = bootstrap(aws.endpoint_url, warehouse_path=OUT / "warehouse.db")
+                os.environ.update(stack.env())
+                print(f"local AWS on {aws.endpoint_url}: {stack.resources}")
+                migrate_airflow_db(os.environ.copy())
 
-        key = "catalog/incoming/" + SAMPLE_CATALOG.name
-        stack.client("s3").put_object(Bucket=stack.resources["bucket"], Key=key, Body=SAMPLE_CATALOG.read_bytes())
-        if _run("catalog_kb_sync", {"catalog_key": key}).state != "success":
-            return 1
-        report_kb(stack)
-        finetune = _run("monthly_finetune")
-        if finetune.state != "success":
-            return 1
-        report_finetune(stack, finetune.run_id)
-        # One judge id locally: every local judge is the same 135M model, so a second one would only double
-        # the slowest stage (the DAG's default and the tests use two; production uses three model families).
-        evaluation = _run("weekly_evaluation", {"judge_models": ["anthropic.claude-3-5-haiku-20241022-v1:0"]})
-        if evaluation.state != "success":
-            return 1
-        report_evaluation(stack, evaluation.run_id)
+            key = "catalog/incoming/" + SAMPLE_CATALOG.name
+            stack.client("s3").put_object(Bucket=stack.resources["bucket"], Key=key, Body=SAMPLE_CATALOG.read_bytes())
+            if _run("catalog_kb_sync", {"catalog_key": key}).state != "success":
+                return 1
+            with recorder.phase("report_kb"):
+                report_kb(stack)
+            finetune = _run("monthly_finetune")
+            if finetune.state != "success":
+                return 1
+            with recorder.phase("report_finetune"):
+                report_finetune(stack, finetune.run_id)
+            # One judge id locally: every local judge is the same 135M model, so a second one would only double
+            # the slowest stage (the DAG's default and the tests use two; production uses three model families).
+            if extra := int(os.environ.get(EXTRA_EVALUATION) or 0):  # make bench's scaling fit, never the demo
+                if _run("weekly_evaluation", {"judge_models": [JUDGE], "sample_limit": extra}).state != "success":
+                    return 1
+            evaluation = _run("weekly_evaluation", {"judge_models": [JUDGE]})
+            if evaluation.state != "success":
+                return 1
+            with recorder.phase("report_evaluation"):
+                report_evaluation(stack, evaluation.run_id)
+        finally:
+            recorder.write()  # reads the local AWS's peak memory while it still runs
     print(f"\nbake-off finished in {time.monotonic() - started:.0f} s; outputs in {OUT}")
     return 0
 
