@@ -88,6 +88,7 @@ class LiveAirflow:
             self.metadata_uri = metadata.uri.replace("postgres://", "postgresql+psycopg2://", 1)
             aws = self._exit.enter_context(LocalAWSProcess(log_path=self.home / "logs" / "localaws.log"))
             self.stack = bootstrap(aws.endpoint_url, warehouse_path=self.home / "warehouse.db")
+            self.stack.aws_secret = self._secret("aws_secret")  # distinctive: tests scan the logs for it
             env = self.environment()
             migrate_airflow_db(env)
             for component in COMPONENTS:
@@ -104,10 +105,6 @@ class LiveAirflow:
         if not passwords.exists():  # our own password file: the simple auth manager reads it, never prints it
             passwords.write_text(json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
             passwords.chmod(0o600)
-        secret_file = self.home / "jwt_secret"
-        if not secret_file.exists():  # one signing key shared by every component (tokens cross processes)
-            secret_file.write_text(secrets.token_urlsafe(32))
-            secret_file.chmod(0o600)
         return {
             **os.environ,
             **airflow_env(self.home),
@@ -115,13 +112,22 @@ class LiveAirflow:
             **LAPTOP_TUNING,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_uri,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+            # one signing key shared by every component (tokens cross processes)
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             **self.extra_env,
         }
+
+    def _secret(self, name: str) -> str:
+        """A random secret kept in ``home/<name>`` (mode 600), created on first use."""
+        path = self.home / name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text()
 
     def _spawn(self, component: str, env: dict[str, str]) -> None:
         log = open(self.log_path(component), "ab")  # noqa: SIM115  (kept open for the child's lifetime)

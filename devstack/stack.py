@@ -29,6 +29,9 @@ LOCAL_SCALE = {
     "TAILOR__FINETUNE__EVAL_SAMPLE_LIMIT": "5",
     "TAILOR__FINETUNE__MAX_NEW_TOKENS": "48",
     "TAILOR__METRICS__BERTSCORE_LAYERS": "8",
+    # 120-word chunks instead of 300: top-3 context shrinks ~2.5x, which a 135M model prefills on 2 cores every
+    # RAG/hybrid answer (measured: Retrieve top-1 product hit rate 100 % HYBRID, 95.6 % SEMANTIC, vs 100/93.3).
+    "TAILOR__KNOWLEDGE_BASE__CHUNK_MAX_TOKENS": "120",
     "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": "1",
     "TAILOR__EVALUATION__MAX_TOKENS": "64",
     "TAILOR__EVALUATION__JUDGE_CONTEXT_CHARS": "1200",
@@ -54,23 +57,26 @@ def airflow_env(airflow_home: Path) -> dict[str, str]:
     }
 
 
-def aws_connection_uri(endpoint_url: str) -> str:
-    """``aws_default`` as JSON: the only thing that differs between the local AWS and a real account."""
+def aws_connection_uri(endpoint_url: str, secret: str = LOCAL_KEY_ID) -> str:
+    """``aws_default`` as JSON: the only thing that differs between the local AWS and a real account.
+
+    The local AWS accepts any credentials; the test and live stacks pass a random ``secret`` so their tests can
+    prove it never reaches a log."""
     return json.dumps(
         {
             "conn_type": "aws",
             "login": LOCAL_KEY_ID,
-            "password": LOCAL_KEY_ID,
+            "password": secret,
             "extra": {"region_name": REGION, "endpoint_url": endpoint_url},
         }
     )
 
 
 def bootstrap_spec() -> dict[str, Any]:
-    """What the local AWS must create, from our settings (names only)."""
+    """What the local AWS must create, from our settings with the local sizing (names and chunking only)."""
     from tailor.config import load_settings
 
-    cfg = load_settings()
+    cfg = load_settings(env={**os.environ, **LOCAL_SCALE})
     kb = cfg.knowledge_base
     return {
         "bucket": cfg.aws.bucket,
@@ -100,13 +106,15 @@ class Stack:
     endpoint_url: str
     resources: dict[str, str]
     warehouse_path: Path = REPO / "out" / "warehouse.db"
+    #: The secret access key of Airflow's ``aws_default`` (any value works locally).
+    aws_secret: str = LOCAL_KEY_ID
 
     def env(self) -> dict[str, str]:
         from localaws.models import smollm2_dir
 
         return {
             "AIRFLOW_CONN_TAILOR_WAREHOUSE": sqlite_connection_uri(self.warehouse_path),
-            "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(self.endpoint_url),
+            "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_uri(self.endpoint_url, self.aws_secret),
             "TAILOR__AWS__BUCKET": self.resources["bucket"],
             "TAILOR__AWS__CATALOG_QUEUE_URL": self.resources["queue_url"],
             "TAILOR__KNOWLEDGE_BASE__KNOWLEDGE_BASE_ID": self.resources["knowledge_base_id"],
@@ -116,15 +124,27 @@ class Stack:
             "TAILOR__METRICS__BERTSCORE_MODEL": str(smollm2_dir()),
         }
 
+    def _faults(self, method: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint_url}/_localaws/faults", method=method,
+                                         data=json.dumps(spec).encode() if spec is not None else None)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
     def arm_fault(self, operation: str, error: str, *, status: int = 400, count: int = 1,
                   message: str | None = None) -> None:
         """Make the next ``count`` calls of ``operation`` fail (see ``localaws.faults``)."""
-        import urllib.request
+        self._faults("POST", {"operation": operation, "error": error, "status": status, "count": count,
+                              "message": message})
 
-        spec = {"operation": operation, "error": error, "status": status, "count": count, "message": message}
-        request = urllib.request.Request(f"{self.endpoint_url}/_localaws/faults", data=json.dumps(spec).encode(),
-                                         method="POST")
-        urllib.request.urlopen(request, timeout=10).read()
+    def fault_state(self) -> dict[str, Any]:
+        """``{"armed": {operation: fault}, "fired": {operation: calls failed}}`` since the last clear."""
+        return self._faults("GET")
+
+    def clear_faults(self) -> None:
+        """Disarm every fault and reset the fired counters."""
+        self._faults("DELETE")
 
     def client(self, service: str, **kwargs: Any) -> Any:
         import boto3

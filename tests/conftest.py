@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log = tmp_path_factory.mktemp("localaws") / "localaws.log"
     with LocalAWSProcess(log_path=log) as aws:
         stack = bootstrap(aws.endpoint_url, warehouse_path=tmp_path_factory.mktemp("warehouse") / "warehouse.db")
+        stack.aws_secret = secrets.token_urlsafe(32)  # distinctive: the e2e tests scan the task logs for it
         os.environ.update(stack.env())
         yield stack
 

@@ -2,22 +2,47 @@
 
 Switch it on over HTTP (the server's front door), e.g. with ``curl``::
 
-    POST {endpoint}/_localaws/faults  {"operation": "bedrock-agent:StartIngestionJob",
-                                       "error": "ThrottlingException", "status": 429, "count": 2}
-    DELETE {endpoint}/_localaws/faults   (clear all)
+    POST   {endpoint}/_localaws/faults  {"operation": "bedrock-runtime:Converse",
+                                         "error": "ThrottlingException", "status": 429, "count": 3}
+    GET    {endpoint}/_localaws/faults  -> {"armed": {op: {"error", "status", "remaining"}}, "fired": {op: n}}
+    DELETE {endpoint}/_localaws/faults  (disarm all and reset the counters)
 
-Operations: ``bedrock-agent:StartIngestionJob`` and ``sagemaker-runtime:InvokeEndpoint`` (an API error with
-that status), ``ingestion:run`` (the background job ends FAILED with the error as its failure reason, or
-STOPPED when ``error`` is ``"STOPPED"``), ``sagemaker:training`` (the training job ends Failed with the
-message as its ``FailureReason``), ``sagemaker:CreateEndpoint`` (the endpoint is created but ends Failed).
+(``devstack.stack.Stack.arm_fault`` / ``fault_state`` / ``clear_faults`` do the same from Python.) One fault per
+operation at a time; arming an operation again replaces its fault. ``fired`` counts the calls that were failed,
+so a test can prove the fault really hit. Operations:
+
+* API errors with AWS's error shape and the given status (botocore retries throttling codes such as
+  ``ThrottlingException`` and the statuses 500/502/503/504 itself; anything else reaches the caller):
+  ``bedrock-agent:StartIngestionJob`` (e.g. ``ConflictException``/409 as when another job runs),
+  ``bedrock-runtime:Converse`` (e.g. ``ThrottlingException``/429, ``ServiceUnavailableException``/503,
+  ``InternalServerException``/500), ``sagemaker-runtime:InvokeEndpoint`` (e.g. ``ThrottlingException``/429,
+  ``InternalFailure``/500, ``ModelError``/424).
+* ``s3:PutObject``: S3's XML error (e.g. ``SlowDown``/503) for PUT of an object (not copies, parts, tags or
+  ACLs), answered at the front door before moto sees the request. botocore retries ``SlowDown`` (5 attempts
+  in its default mode): a burst shorter than that ends in success.
+* ``ingestion:run``: the background ingestion job ends FAILED with the message as its failure reason, or
+  STOPPED when ``error`` is ``"STOPPED"``.
+* ``sagemaker:training``: the training job ends Failed with the message as its ``FailureReason``.
+* ``sagemaker:CreateEndpoint``: the endpoint is created but ends Failed with the message as its reason.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from moto.core.exceptions import JsonRESTError
+
+OPERATIONS = (
+    "bedrock-agent:StartIngestionJob",
+    "bedrock-runtime:Converse",
+    "sagemaker-runtime:InvokeEndpoint",
+    "s3:PutObject",
+    "ingestion:run",
+    "sagemaker:training",
+    "sagemaker:CreateEndpoint",
+)
 
 
 @dataclass
@@ -40,9 +65,16 @@ class InjectedFault(JsonRESTError):
 
 _lock = threading.Lock()
 _faults: dict[str, Fault] = {}
+_fired: dict[str, int] = {}
 
 
 def arm(operation: str, error: str, status: int = 400, count: int = 1, message: str | None = None) -> None:
+    """Fail the next ``count`` calls of ``operation``; an unknown operation is a ValueError (a typo would
+    otherwise arm a fault that never fires, and the test would prove nothing)."""
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown fault operation {operation!r}; known: {', '.join(OPERATIONS)}")
+    if count < 1 or not 100 <= status <= 599:
+        raise ValueError(f"count must be >= 1 and status an HTTP status, got count={count} status={status}")
     with _lock:
         _faults[operation] = Fault(error, status, count, message or f"injected fault: {error}")
 
@@ -50,15 +82,28 @@ def arm(operation: str, error: str, status: int = 400, count: int = 1, message: 
 def clear() -> None:
     with _lock:
         _faults.clear()
+        _fired.clear()
+
+
+def state() -> dict[str, Any]:
+    with _lock:
+        return {"armed": {op: asdict(f) for op, f in _faults.items()}, "fired": dict(_fired)}
+
+
+def take(operation: str) -> Fault | None:
+    """The armed fault of ``operation`` if any (counted down and recorded as fired), else None."""
+    with _lock:
+        fault = _faults.get(operation)
+        if fault is None:
+            return None
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            del _faults[operation]
+        _fired[operation] = _fired.get(operation, 0) + 1
+        return fault
 
 
 def check(operation: str) -> None:
     """Raise :class:`InjectedFault` if a fault is armed for ``operation`` (and count it down)."""
-    with _lock:
-        fault = _faults.get(operation)
-        if fault is None:
-            return
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            del _faults[operation]
-    raise InjectedFault(fault)
+    if (fault := take(operation)) is not None:
+        raise InjectedFault(fault)

@@ -150,17 +150,23 @@ def update_endpoint(self: SageMakerResponse) -> Any:
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
+def _error(status: int, error_type: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+    # moto takes the HTTP status from the "status" header of a returned tuple, not from its first item
+    return status, {"status": status, "x-amzn-ErrorType": error_type, "Content-Type": "application/json"}, \
+        json.dumps(body)
+
+
 def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
     name = self.path.split("/")[2]
     try:
         faults.check("sagemaker-runtime:InvokeEndpoint")
     except faults.InjectedFault as fault:
-        return fault.code, {"x-amzn-ErrorType": fault.error}, json.dumps({"message": fault.message})
+        return _error(fault.code, fault.error, {"message": fault.message})
     backend = sagemaker_backends[self.current_account][self.region]
     endpoint = backend.endpoints.get(name)
     if endpoint is None:
-        body = {"message": f"Endpoint {name} of account {self.current_account} not found."}
-        return 400, {"x-amzn-ErrorType": "ValidationError"}, json.dumps(body)
+        return _error(400, "ValidationError", {"message": f"Endpoint {name} of account {self.current_account} "
+                                                          "not found."})
     config = backend.endpoint_configs[endpoint.endpoint_config_name]
     variant = config.production_variants[0]
     model = backend._models[variant["ModelName"]]
@@ -169,8 +175,8 @@ def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
         request = json.loads(self.body or b"{}")
         text = serving.generate(_model_dir(url), request)
     except (ValueError, KeyError, TypeError) as exc:
-        body = {"message": f"Received client error (400) from primary: {exc}", "ErrorCode": "CLIENT_ERROR"}
-        return 424, {"x-amzn-ErrorType": "ModelError"}, json.dumps(body)
+        return _error(424, "ModelError", {"message": f"Received client error (400) from primary: {exc}",
+                                          "ErrorCode": "CLIENT_ERROR"})
     headers = {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant["VariantName"]}
     return 200, headers, json.dumps({"generated_text": text})
 

@@ -42,11 +42,18 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
         if path == "/_localaws/faults":
             if method == "DELETE":
                 faults.clear()
-            else:
-                spec = json.loads(_body(environ) or b"{}")
-                faults.arm(spec["operation"], spec["error"], int(spec.get("status", 400)),
-                           int(spec.get("count", 1)), spec.get("message"))
-            return _json_response(start_response, 200, {"status": "ok"})
+            elif method == "POST":
+                try:
+                    spec = json.loads(_body(environ) or b"{}")
+                    faults.arm(spec["operation"], spec["error"], int(spec.get("status", 400)),
+                               int(spec.get("count", 1)), spec.get("message"))
+                except (KeyError, TypeError, ValueError) as exc:
+                    return _json_response(start_response, 400, {"status": "error", "message": str(exc)})
+            return _json_response(start_response, 200, {"status": "ok", **faults.state()})
+        if method == "PUT" and _is_s3_put_object(environ):
+            if (fault := faults.take("s3:PutObject")) is not None:
+                _body(environ)  # drain the upload so the connection stays usable
+                return _s3_error(start_response, fault)
         match = _RETRIEVE.match(path)
         if match and method == "POST":
             try:
@@ -60,9 +67,36 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
     return app
 
 
+_S3_SUBRESOURCES = ("uploadId", "partNumber", "tagging", "acl", "retention", "legal-hold", "uploads")
+
+
+def _is_s3_put_object(environ: dict[str, Any]) -> bool:
+    """A path-style S3 PutObject (SigV4 credential scope ``.../s3/aws4_request``, ``/bucket/key``, no copy
+    source and no sub-resource such as a multipart part, tags or an ACL)."""
+    if "/s3/aws4_request" not in environ.get("HTTP_AUTHORIZATION", ""):
+        return False
+    bucket, _, key = environ.get("PATH_INFO", "").lstrip("/").partition("/")
+    query = environ.get("QUERY_STRING", "")
+    return bool(bucket and key) and "HTTP_X_AMZ_COPY_SOURCE" not in environ and not any(
+        part.split("=", 1)[0] in _S3_SUBRESOURCES for part in query.split("&") if part)
+
+
+def _s3_error(start_response: Callable[..., Any], fault: faults.Fault) -> list[bytes]:
+    """S3's XML error document (S3 is not JSON), e.g. 503 SlowDown."""
+    from xml.sax.saxutils import escape
+
+    payload = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{}</Code><Message>{}</Message>'
+               "<RequestId>LOCALAWSFAULT</RequestId></Error>").format(escape(fault.error), escape(fault.message))
+    body = payload.encode()
+    start_response(f"{fault.status} ERROR", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _body(environ: dict[str, Any]) -> bytes:
     length = int(environ.get("CONTENT_LENGTH") or 0)
-    return environ["wsgi.input"].read(length) if length else b""
+    if length:
+        return environ["wsgi.input"].read(length)
+    return environ["wsgi.input"].read() if environ.get("wsgi.input_terminated") else b""  # chunked upload
 
 
 class LocalAWS:

@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 from airflow.providers.amazon.aws.hooks.bedrock import BedrockAgentHook
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
 from tailor_airflow.sensors import StrictIngestionJobSensor
@@ -157,6 +157,22 @@ def test_execute_complete_raises(event: dict[str, Any] | None, status_text: str,
     assert JOB_ID in message
     assert KB_ID in message and DS_ID in message
     assert f"ended {status_text}: {reasons_text}" in message
+
+
+@pytest.mark.parametrize("status", ["FAILED", "STOPPING", "STOPPED"])
+def test_a_terminal_failure_is_not_retried_and_says_how_to_recover(status: str) -> None:
+    """Retrying the sensor would wait on the same finished job: fail for good and name the recovery."""
+    with pytest.raises(AirflowFailException) as caught:
+        make_sensor().execute_complete({}, {"status": status, "failure_reasons": REASONS})
+    assert "clear start_ingestion with its downstream tasks" in str(caught.value)
+    assert "previous version" in str(caught.value)
+
+
+@pytest.mark.parametrize("event", [{"status": "TIMEOUT"}, None], ids=["timeout", "no-event"])
+def test_a_timeout_stays_retryable(event: dict[str, Any] | None) -> None:
+    with pytest.raises(AirflowException) as caught:
+        make_sensor().execute_complete({}, event)
+    assert not isinstance(caught.value, AirflowFailException)
 
 
 # --- IngestionJobTrigger -------------------------------------------------------------------------------------

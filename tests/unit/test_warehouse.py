@@ -153,6 +153,27 @@ def test_driver_error_during_bulk_insert_rolls_back_the_delete(wh: Warehouse, ho
 # --- validation before any write -------------------------------------------------------------------------------
 
 
+HOSTILE = ["x'); DROP TABLE eval_score; --", 'r" OR "1"="1', "'; DELETE FROM eval_run WHERE '1'='1",
+           "Robert'); --\n\x00?%s"]
+
+
+def test_hostile_values_are_bound_and_stored_verbatim(wh: Warehouse, hook) -> None:
+    """Values are never spliced into SQL: quotes, comments, placeholders and a NUL are stored as data."""
+    wh.write_run(run_row("safe", "rag"), score_rows(1))
+    for i, text in enumerate(HOSTILE):
+        rows = [{"sample_id": text, "metric": "judge", "judge_model": text, "criterion": "correctness",
+                 "score": 0.5, "rationale": text, "error": text}]
+        wh.write_run(run_row(text, "rag", dataset_version=text, generator_model=text), rows)
+        wh.write_run(run_row(text, "rag", dataset_version=text, generator_model=text), rows)  # rewrite: keyed
+        assert query(hook, "SELECT sample_id, judge_model, rationale, error FROM eval_score WHERE run_id = ?",
+                     (text,)) == [(text, text, text, text)], i
+        assert query(hook, "SELECT dataset_version, generator_model FROM eval_run WHERE run_id = ?",
+                     (text,)) == [(text, text)]
+    assert query(hook, "SELECT COUNT(*) FROM eval_run") == [(1 + len(HOSTILE),)]
+    assert query(hook, "SELECT COUNT(*) FROM eval_score WHERE run_id = 'safe'") == [(2,)]
+
+
+
 @pytest.mark.parametrize("bad", ["bad-name", "x; DROP TABLE eval_run", "1abc", "a" * 64, "", "naïve", "ok\n"])
 def test_invalid_identifiers_are_rejected_naming_them(hook, bad: str) -> None:
     with pytest.raises(ConfigError, match="invalid SQL schema name") as err:
