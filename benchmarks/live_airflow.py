@@ -87,7 +87,7 @@ about {WAITER_DELAY_S / 2:.1f} s on average is the trigger's own share. Goal: <=
 {rows}
 
 Median {median:.1f} s (= {median / WAITER_DELAY_S:.2f} x the poll interval). Whole section: {figures['total_s']:.0f} s.
-The live end-to-end test (`tests/live/`, part of `make test`) takes about 3.5 min on 2 cores."""
+The live end-to-end test (`tests/live/`, part of `make test`: 9 tests, incl. cleared-run idempotency and two drops 0.5 s apart) took 4 min 33 s on 2 cores (2026-11-26)."""
     return text, ok
 
 
