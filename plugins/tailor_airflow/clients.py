@@ -13,3 +13,11 @@ def settings_and_s3() -> tuple[Any, Any]:
 
     cfg = settings()
     return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
+
+
+def retrying_config(max_pool_connections: int, **options: Any) -> Any:
+    """The botocore config of every model-calling client: adaptive retries (throttling backs off), 6 attempts."""
+    from botocore.config import Config
+
+    return Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=max_pool_connections,
+                  **options)

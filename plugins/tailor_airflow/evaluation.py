@@ -54,11 +54,11 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
 
 def _ports(conn_id: str) -> Any:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-    from botocore.config import Config
 
     from tailor.approaches import Ports
+    from tailor_airflow.clients import retrying_config
 
-    config = Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=32)
+    config = retrying_config(32)
     clients = [AwsBaseHook(aws_conn_id=conn_id, client_type=t, config=config).get_conn()
                for t in ("bedrock-agent-runtime", "bedrock-runtime", "sagemaker-runtime")]
     return Ports(*clients)

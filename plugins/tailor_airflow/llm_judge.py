@@ -87,16 +87,15 @@ class LLMJudgeOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from botocore.config import Config
-
         from tailor.metrics.judge import DEFAULT_CRITERIA, agreement, aggregate, judge_many
+        from tailor_airflow.clients import retrying_config
 
         judges, criteria = self._judges(), self.criteria or DEFAULT_CRITERIA
         s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         bucket, key = _split_s3(self.answers_uri)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
         records = [json.loads(line) for line in body.splitlines() if line.strip()]
-        config = Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=max(10, self.concurrency))
+        config = retrying_config(max(10, self.concurrency))
         client = BedrockRuntimeHook(aws_conn_id=self.aws_conn_id, config=config).conn
         items = [{"sample_id": r["sample_id"], "approach": r["approach"], "question": r["question"],
                   "reference": r["reference"], "answer": r["answer"] if not r.get("error") else None,

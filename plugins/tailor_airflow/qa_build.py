@@ -15,7 +15,7 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from tailor_airflow.clients import settings_and_s3
+from tailor_airflow.clients import retrying_config, settings_and_s3
 
 #: The packaged sample catalog (relative to include/), used when no catalog has been synced yet.
 SAMPLE_CATALOG = "data/catalog/industrial_catalog.txt"
@@ -111,7 +111,6 @@ def _catalog_products(plan: dict[str, Any], cfg: Any, s3: Any) -> list[Any]:
 def generate_candidates(plan: dict[str, Any]) -> dict[str, Any]:
     """One greedy Converse call per passage (bounded concurrency); raw replies persisted before any filtering."""
     from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
-    from botocore.config import Config
 
     from tailor.qa_generation import generate_replies, passages, reply_record
 
@@ -121,8 +120,7 @@ def generate_candidates(plan: dict[str, Any]) -> dict[str, Any]:
     concurrency = cfg.evaluation.concurrency
     # A generation can outlast botocore's 60 s read timeout under load, and a timed-out call retried re-queues
     # the same generation behind the first: wait longer instead.
-    config = Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=max(10, concurrency),
-                    read_timeout=300)
+    config = retrying_config(max(10, concurrency), read_timeout=300)
     client = BedrockRuntimeHook(aws_conn_id=cfg.aws.conn_id, config=config).conn
     started = time.monotonic()
     replies = generate_replies(client, params["generator_model_id"], items, concurrency=concurrency)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 DROP = INCOMING + "fault-test-catalog.txt"
 JUDGE = "amazon.nova-pro-v1:0"
 SMALL_RUN = {"sample_limit": 2, "judge_models": [JUDGE]}
-GENERATION_ATTEMPTS = 1 + 6  # tailor_airflow.evaluation._ports: adaptive mode, max_attempts=6 retries
+GENERATION_ATTEMPTS = 1 + 6  # tailor_airflow.clients.retrying_config: adaptive mode, max_attempts=6 retries
 
 
 Logs = tuple[pytest.CaptureFixture[str], pytest.LogCaptureFixture]
