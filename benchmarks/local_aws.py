@@ -395,9 +395,7 @@ def release_models() -> None:
 
     from localaws import models, serving
 
-    with serving._models_lock:
-        while serving._models:
-            serving._models.popitem()[1].close()
+    serving.shutdown()
     models.embedder.cache_clear()
     gc.collect()
 

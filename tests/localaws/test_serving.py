@@ -26,11 +26,9 @@ def model_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     from localaws.models import smollm2_dir
 
     monkeypatch.setenv("LOCALAWS_DTYPE", "float32")  # exact comparison: no bf16 rounding between batch shapes
-    serving._models.clear()
+    serving.shutdown()
     yield smollm2_dir()
-    for loaded in serving._models.values():
-        loaded.close()
-    serving._models.clear()
+    serving.shutdown()
 
 
 def test_concurrent_ratings_are_batched_and_equal_to_one_at_a_time(model_path: Path,
@@ -87,3 +85,12 @@ def test_serving_dtype_override_is_validated(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("LOCALAWS_DTYPE", "float16")
     with pytest.raises(ValueError, match="LOCALAWS_DTYPE"):
         serving.serving_dtype()
+
+
+def test_shutdown_joins_every_worker(model_path: Path) -> None:
+    """A worker still unwinding torch state while the interpreter exits aborted the process (CI, exit -6)."""
+    serving.rate(model_path, _conversation(0), PROMPTS, then=THEN, max_new_tokens=2)
+    workers = [loaded.worker for loaded in serving._models.values()]
+    assert workers and all(w.is_alive() for w in workers)
+    serving.shutdown()
+    assert not serving._models and not any(w.is_alive() for w in workers)
