@@ -19,20 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "include" / "data" / "catalog" / "industrial_catalog.txt"
 GOAL_S = 10.0
 WAITER_DELAY_S = 5.0
-
-
-def _runs(live: LiveAirflow) -> list[dict]:
-    return live.request("GET", "/api/v2/dags/catalog_kb_sync/dagRuns?order_by=-run_after&limit=50")["dag_runs"]
-
-
-def _wait_done(live: LiveAirflow, run_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = live.request("GET", f"/api/v2/dags/catalog_kb_sync/dagRuns/{run_id}")
-        if run["state"] in ("success", "failed"):
-            return run
-        time.sleep(1)
-    raise TimeoutError(f"catalog_kb_sync run {run_id} not done within {timeout} s")
+DAG = "catalog_kb_sync"
 
 
 def measure(drops: int = 2) -> dict[str, object]:
@@ -40,16 +27,16 @@ def measure(drops: int = 2) -> dict[str, object]:
     with LiveAirflow(home=Path(tempfile.mkdtemp(prefix="bench-live-"))) as live:
         healthy_s = time.monotonic() - started
         assert live.stack is not None
-        live.request("PATCH", "/api/v2/dags/catalog_kb_sync", {"is_paused": False})
+        live.unpause(DAG)
         deadline = time.monotonic() + 180
-        while not _runs(live) and time.monotonic() < deadline:  # the watcher's first run: the s3:TestEvent
+        while not live.dag_runs(DAG) and time.monotonic() < deadline:  # the watcher's first run: the s3:TestEvent
             time.sleep(0.5)
-        for run in _runs(live):
-            _wait_done(live, run["dag_run_id"])
+        for run in live.dag_runs(DAG):
+            live.wait_for_run(DAG, run["dag_run_id"])
         latencies, states = [], []
         body = CATALOG.read_bytes()
         for drop in range(drops):
-            before = {r["dag_run_id"] for r in _runs(live)}
+            before = {r["dag_run_id"] for r in live.dag_runs(DAG)}
             put_at = time.time()
             # Each drop differs (an appended product), so every run really ingests.
             extra = (f"\nName: Bench Widget {drop}\nDescription: A widget for run {drop}.\nSafety_instructions: "
@@ -58,9 +45,9 @@ def measure(drops: int = 2) -> dict[str, object]:
                                                Key=f"catalog/incoming/bench-{drop}.txt", Body=body + extra)
             new: list[dict] = []
             while not new:
-                new = [r for r in _runs(live) if r["dag_run_id"] not in before]
+                new = [r for r in live.dag_runs(DAG) if r["dag_run_id"] not in before]
                 time.sleep(0.2)
-            run = _wait_done(live, new[0]["dag_run_id"])
+            run = live.wait_for_run(DAG, new[0]["dag_run_id"])
             latencies.append(datetime.fromisoformat(run["start_date"]).timestamp() - put_at)
             states.append(run["state"])
     return {"healthy_s": healthy_s, "latencies": latencies, "states": states,

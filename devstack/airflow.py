@@ -29,6 +29,7 @@ from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
+FINISHED = frozenset({"success", "failed"})
 #: Sized for 2 cores: a few task processes at once, one parsing process, one API worker, slower re-parsing.
 LAPTOP_TUNING = {
     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -199,6 +200,30 @@ class LiveAirflow:
         except urllib.error.HTTPError as error:
             raise ApiError(error.code, error.read().decode(errors="replace"), f"{method} {path}") from None
         return json.loads(raw) if raw else None
+
+    # --- the REST calls the live tests and the benchmark share -------------------------------------------------
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's latest 50 runs, newest first."""
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=50")["dag_runs"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 420.0, poll: float = 1.0) -> dict[str, Any]:
+        """Poll the run until it succeeded or failed; ``TimeoutError`` names the logs to read otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in FINISHED:
+                return run
+            time.sleep(poll)
+        raise TimeoutError(f"{dag_id} run {run_id} not finished within {timeout:.0f} s; logs in {self.home / 'logs'}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        """``task_id[map_index]`` -> the task instance, for every task of the run."""
+        tis = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
+        return {f"{ti['task_id']}[{ti['map_index']}]": ti for ti in tis["task_instances"]}
 
 
 class ApiError(RuntimeError):

@@ -3,8 +3,8 @@
 moto keeps the control-plane objects (jobs, models, endpoint configs, endpoints) but completes training jobs
 instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Here:
 
-* ``CreateTrainingJob`` starts :func:`localaws.training.fine_tune` in the background on the job's ``train``
-  channel: InProgress -> Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics,
+* ``CreateTrainingJob`` runs :func:`localaws.training.fine_tune` in a child process (as SageMaker runs a job in
+  its own container; its memory returns to the OS when it ends) on the job's ``train`` channel: InProgress -> Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics,
   ``BillableTimeInSeconds``) or Failed with ``FailureReason``.
 * ``UpdateEndpoint`` points an endpoint at another endpoint config (blue/green by config name).
 * ``InvokeEndpoint`` serves the model behind the endpoint with JumpStart's text-generation contract:
@@ -66,7 +66,7 @@ def _download_prefix(uri: str, target: Path) -> int:
 
 def _run_training(job: FakeTrainingJob) -> None:
     from localaws.models import smollm2_dir
-    from localaws.training import fine_tune, pack
+    from localaws.training import TrainingFailed, fine_tune_in_subprocess, pack
 
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"train-{job.training_job_name}-"))
@@ -82,7 +82,9 @@ def _run_training(job: FakeTrainingJob) -> None:
             if _download_prefix(uri, workdir / "train") == 0:
                 raise ValueError(f"the train channel {uri} is empty")
             job.secondary_status = "Training"
-            metrics = fine_tune(smollm2_dir(), workdir / "train", job.hyper_parameters or {}, workdir / "model")
+            metrics = fine_tune_in_subprocess(smollm2_dir(), workdir / "train", job.hyper_parameters or {},
+                                              workdir / "model",
+                                              on_line=lambda line: log.info("[%s] %s", job.training_job_name, line))
             job.secondary_status = "Uploading"
             pack(workdir / "model", workdir / "model.tar.gz")
             bucket, key = _split(job.model_artifacts["S3ModelArtifacts"])
@@ -93,6 +95,10 @@ def _run_training(job: FakeTrainingJob) -> None:
         log.info("training job %s Completed: %s", job.training_job_name, metrics)
     except faults.InjectedFault as fault:
         job.failure_reason = fault.message
+        job.training_job_status = job.secondary_status = "Failed"
+    except TrainingFailed as failure:  # the algorithm's own error, as SageMaker reports it
+        log.error("training job %s Failed: %s", job.training_job_name, failure)
+        job.failure_reason = f"AlgorithmError: {failure}"
         job.training_job_status = job.secondary_status = "Failed"
     except Exception as exc:  # the job's Failed state, with the reason, as on AWS
         log.exception("training job %s Failed", job.training_job_name)

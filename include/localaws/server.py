@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from localaws import bedrock_agent, bedrock_runtime, faults, sagemaker, serving
+from localaws import bedrock_agent, bedrock_runtime, faults, sagemaker, serving, training
 
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
@@ -142,4 +142,5 @@ class LocalAWS:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+            training.stop_all()
             serving.shutdown()

@@ -10,12 +10,17 @@ Hyperparameters honoured: ``epoch``, ``learning_rate``, ``instruction_tuned``, `
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
+import os
 import random
+import subprocess
+import sys
 import tarfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +156,97 @@ def pack(model_dir: Path, archive: Path) -> None:
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:  # weights barely compress; speed wins
         for path in sorted(model_dir.iterdir()):
             tar.add(path, arcname=path.name)
+
+
+#: Training processes running now; :func:`stop_all` ends them when the server stops.
+_RUNNING: set[subprocess.Popen[str]] = set()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the server dies (Linux), so no training outlives it."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: stop_all() still covers an orderly stop
+        pass
+
+
+def stop_all(timeout: float = 10.0) -> None:
+    """Terminate every running training process (the jobs end Failed, as a stopped container would)."""
+    for process in list(_RUNNING):
+        process.terminate()
+    for process in list(_RUNNING):
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class TrainingFailed(RuntimeError):
+    """The training process failed; the message is its failure (SageMaker's ``/opt/ml/output/failure``)."""
+
+
+def fine_tune_in_subprocess(base_dir: Path, channel: Path, hyperparameters: dict[str, str], output: Path,
+                            on_line: Any = log.info) -> dict[str, float]:
+    """:func:`fine_tune` in its own Python process, as a SageMaker job runs in its own container.
+
+    The process's memory (weights, gradients, AdamW state: ~2 GB for the 135M model) goes back to the OS
+    when it exits, instead of staying in the server's glibc arenas for the rest of the bake-off. Its log
+    lines are handed to ``on_line`` as they come; a failure raises :class:`TrainingFailed` with the process's
+    failure text (``ValueError: ...``), or its last lines if it died without writing one.
+    """
+    metrics_file = output.parent / f"{output.name}.metrics.json"
+    failure_file = output.parent / f"{output.name}.failure"
+    package_root = str(Path(__file__).resolve().parents[1])  # include/: where ``localaws`` lives
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "localaws.training", str(base_dir), str(channel), str(output),
+               "--hyperparameters", json.dumps(hyperparameters), "--metrics-file", str(metrics_file),
+               "--failure-file", str(failure_file)]
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", preexec_fn=_die_with_parent) as process:
+        _RUNNING.add(process)
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                tail.append(line.rstrip())
+                on_line(line.rstrip())
+        finally:
+            _RUNNING.discard(process)
+    if process.returncode != 0:
+        if failure_file.exists():
+            raise TrainingFailed(failure_file.read_text())
+        raise TrainingFailed(f"the training process exited with {process.returncode}: " + " | ".join(tail))
+    return {k: float(v) for k, v in json.loads(metrics_file.read_text()).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localaws.training", description=__doc__.splitlines()[0])
+    parser.add_argument("base_dir", type=Path, help="the base model (a transformers directory)")
+    parser.add_argument("channel", type=Path, help="the job's downloaded train channel")
+    parser.add_argument("output", type=Path, help="where to save the fine-tuned model")
+    parser.add_argument("--hyperparameters", default="{}", help="the job's HyperParameters as a JSON object")
+    parser.add_argument("--metrics-file", type=Path, required=True, help="write the final metrics here (JSON)")
+    parser.add_argument("--failure-file", type=Path, help="on failure, write '<error type>: <message>' here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    log.info("training process %d started", os.getpid())
+    try:
+        metrics = fine_tune(args.base_dir, args.channel, json.loads(args.hyperparameters), args.output)
+    except Exception as exc:
+        log.exception("training failed")
+        if args.failure_file:
+            args.failure_file.write_text(f"{type(exc).__name__}: {exc}")
+        return 1
+    args.metrics_file.write_text(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

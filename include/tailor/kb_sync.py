@@ -107,8 +107,13 @@ class CatalogStore:
 
     def load(self, key: str) -> Catalog:
         """Read and validate one drop (raises :class:`CatalogValidationError`)."""
-        data = self._get(key)
-        return parse_catalog(data, f"s3://{self.bucket}/{key}", max_bytes=self.settings.max_bytes)
+        return self._load(key)[0]
+
+    def _load(self, key: str) -> tuple[Catalog, datetime]:
+        """The validated catalog and the object's ``LastModified`` (when it was dropped)."""
+        obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        catalog = parse_catalog(obj["Body"].read(), f"s3://{self.bucket}/{key}", max_bytes=self.settings.max_bytes)
+        return catalog, obj["LastModified"]
 
     def quarantine(self, key: str, error: CatalogValidationError) -> str:
         """Move a rejected drop to the quarantine prefix with a ``.reason.json`` naming every issue."""
@@ -153,20 +158,38 @@ class CatalogStore:
     def stage(self, key: str) -> dict[str, Any]:
         """Version the drop and, if its content is new, replace the data source's documents with it.
 
-        Returns ``{"catalog_version", "version_key", "changed", "products"}``; ``changed`` is False when the
-        Knowledge Base already holds this exact content (then nothing under the data prefix is touched).
+        Returns ``{"catalog_version", "version_key", "changed", "products", "dropped_at", "stale"}``;
+        ``changed`` is False when the Knowledge Base already holds this exact content, or when the drop is
+        ``stale``: older (S3 ``LastModified``) than the drop the Knowledge Base holds, as when the S3 notices of
+        two drops reach separate runs out of order (SQS standard queues do not keep order). Then nothing under
+        the data prefix is touched; the drop stays under versions/. Only drops (keys under the incoming prefix)
+        are compared: a manual re-sync of an older version's key under versions/ is a deliberate rollback.
         """
-        catalog = self.load(key)  # re-validated: the file may have been replaced since the check
+        catalog, modified = self._load(key)  # re-validated: the file may have been replaced since the check
         version_key = f"{self.settings.versions_prefix}{catalog.version}/{key.rsplit('/', 1)[-1]}"
-        self.s3.copy_object(Bucket=self.bucket, Key=version_key, CopySource={"Bucket": self.bucket, "Key": key})
+        if version_key != key:  # a rollback names the version's own key: nothing to copy
+            self.s3.copy_object(Bucket=self.bucket, Key=version_key, CopySource={"Bucket": self.bucket, "Key": key})
         current = self.current()
+        is_drop = key.startswith(self.settings.incoming_prefix)
+        held_since = current.get("dropped_at") if current else None
+        stale = bool(is_drop and held_since and modified < datetime.fromisoformat(held_since)
+                     and current and current.get("catalog_version") != catalog.version)
         staged = {
             "catalog_version": catalog.version,
             "catalog_sha256": catalog.sha256,
             "version_key": version_key,
             "products": len(catalog.products),
-            "changed": not current or current.get("catalog_version") != catalog.version,
+            "dropped_at": modified.isoformat() if is_drop else None,
+            "stale": stale,
+            "changed": not stale and (not current or current.get("catalog_version") != catalog.version),
         }
+        if stale:
+            assert current is not None
+            log.warning("%s (dropped %s) is older than the drop the Knowledge Base holds (version %s, dropped "
+                        "%s): its notice came late, so it is not synced (kept as %s). Upload it again to make "
+                        "it current.", key, staged["dropped_at"], current["catalog_version"], held_since,
+                        version_key)
+            return staged
         if not staged["changed"]:
             log.info("catalog version %s is already in the Knowledge Base; ingestion skipped", catalog.version)
             return staged
@@ -193,6 +216,7 @@ class CatalogStore:
             "catalog_sha256": staged["catalog_sha256"],
             "version_key": staged["version_key"],
             "products": staged["products"],
+            "dropped_at": staged.get("dropped_at"),
             "ingestion_job_id": ingestion_job_id,
             "run_id": run_id,
             "synced_at": datetime.now(timezone.utc).isoformat(),
@@ -201,6 +225,8 @@ class CatalogStore:
         return marker
 
     def remove_drops(self, keys: list[str]) -> None:
-        """Delete handled drops from the incoming prefix (their content is kept under versions/)."""
+        """Delete handled drops from the incoming prefix (their content is kept under versions/). Keys elsewhere
+        (a manual re-sync of ``catalog/versions/...``) are left alone: they are the archive."""
         for key in keys:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
+            if key.startswith(self.settings.incoming_prefix):
+                self.s3.delete_object(Bucket=self.bucket, Key=key)

@@ -6,13 +6,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tailor.exceptions import QADatasetError
+from tailor.objects import INCLUDE_DIR as INCLUDE_DIR  # re-exported: callers locate packaged QA sets by it
+from tailor.objects import local_path, read_reference
 
 REQUIRED = ("product_name", "question", "answer")
-INCLUDE_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,8 @@ def load_qa(reference: str, s3: Any = None) -> QADataset:
     if reference.startswith("s3://"):
         if s3 is None:
             raise QADatasetError(f"{reference}: an S3 client is needed to read it")
-        bucket, _, key = reference.removeprefix("s3://").partition("/")
-        return parse_qa(s3.get_object(Bucket=bucket, Key=key)["Body"].read(), reference)
-    path = Path(reference)
-    path = path if path.is_absolute() else INCLUDE_DIR / path
+        return parse_qa(read_reference(reference, s3), reference)
+    path = local_path(reference)
     if not path.exists():
         raise QADatasetError(f"{path}: QA file not found (set qa.test_set / qa.train_set to a path or s3:// URI)")
     return parse_qa(path.read_bytes(), str(path))

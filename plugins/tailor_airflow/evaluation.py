@@ -11,21 +11,13 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
+from tailor.objects import read_jsonl, to_jsonl
 from tailor_airflow.clients import settings_and_s3
 
 
 def run_prefix(output_prefix: str, run_id: str) -> str:
     """Where one run's outputs live: never shared with (or overwritten by) another run."""
     return f"{output_prefix}{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}/"
-
-
-def _jsonl(records: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8")
-
-
-def _read_jsonl(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
 @task
@@ -104,7 +96,7 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
     else:
         records = answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)
     key = f"{batch['prefix']}answers/{approach}/batch-{batch['index']:04d}.jsonl"
-    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=_jsonl(records))
+    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=to_jsonl(records))
     errors = sum(r["error"] is not None for r in records)
     print(f"{approach} batch {batch['index']}: {len(records)} answers ({errors} errors) -> s3://{cfg.aws.bucket}/{key}")
     return {"key": key, "approach": approach, "n": len(records), "errors": errors}
@@ -117,7 +109,7 @@ def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
     from tailor.metrics.facts import key_fact_match
 
     cfg, s3 = settings_and_s3()
-    records = [r for g in generated for r in _read_jsonl(s3, cfg.aws.bucket, g["key"])]
+    records = [r for g in generated for r in read_jsonl(s3, cfg.aws.bucket, g["key"])]
     answered = [r for r in records if r["error"] is None]
     scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
     f1 = [s[2] for s in scorer.score([r["answer"] or "" for r in answered], [r["reference"] for r in answered])]
@@ -130,7 +122,7 @@ def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
         record["retrieval_hit"] = (any(c.get("product_name") == record["product_name"] for c in record["retrieved"])
                                    if record["approach"] != "finetune" and record["error"] is None else None)
     prefix = generated[0]["key"].split("answers/")[0]
-    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}scored.jsonl", Body=_jsonl(records))
+    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}scored.jsonl", Body=to_jsonl(records))
     print(f"scored {len(answered)} of {len(records)} answers -> s3://{cfg.aws.bucket}/{prefix}scored.jsonl")
     from tailor.prompts import PROMPT_VERSION
 
@@ -150,7 +142,7 @@ def publish_results(judged_uri: str, **context: Any) -> dict[str, Any]:
 
     cfg, s3 = settings_and_s3()
     judged_key = judged_uri.removeprefix(f"s3://{cfg.aws.bucket}/")
-    records = _read_jsonl(s3, cfg.aws.bucket, judged_key)
+    records = read_jsonl(s3, cfg.aws.bucket, judged_key)
     prefix = judged_key.removesuffix("judged.jsonl")
     dataset = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json")["Body"].read())
     prices, usage = load_prices()

@@ -28,7 +28,8 @@ CATALOG_KEY_PARAM = {
         maxLength=1024,
         title="Catalog key",
         description=(
-            "S3 key of one catalog drop to (re-)sync by hand, e.g. catalog/incoming/products.txt. "
+            "S3 key of one catalog drop to (re-)sync by hand, e.g. catalog/incoming/products.txt, or of an "
+            "archived version to roll the Knowledge Base back to, e.g. catalog/versions/<version>/products.txt. "
             "Leave empty to sync what triggered the run (or, for the polling DAG, every waiting drop)."
         ),
     )

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import BaseOperator
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"expected an s3:// URI, got {uri!r}")
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 class LLMJudgeOperator(BaseOperator):
@@ -88,13 +80,14 @@ class LLMJudgeOperator(BaseOperator):
         from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from tailor.metrics.judge import DEFAULT_CRITERIA, agreement, aggregate, judge_many
+        from tailor.objects import read_jsonl, split_s3_uri, to_jsonl
         from tailor_airflow.clients import retrying_config
 
         judges, criteria = self._judges(), self.criteria or DEFAULT_CRITERIA
+        # Both URIs checked before any judge call is paid for.
+        (bucket, key), (out_bucket, out_key) = split_s3_uri(self.answers_uri), split_s3_uri(self.output_uri)
         s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        bucket, key = _split_s3(self.answers_uri)
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        records = [json.loads(line) for line in body.splitlines() if line.strip()]
+        records = read_jsonl(s3, bucket, key)
         config = retrying_config(max(10, self.concurrency))
         client = BedrockRuntimeHook(aws_conn_id=self.aws_conn_id, config=config).conn
         items = [{"sample_id": r["sample_id"], "approach": r["approach"], "question": r["question"],
@@ -115,9 +108,7 @@ class LLMJudgeOperator(BaseOperator):
         errors = sum(1 for _, j in judged if j.error)
         self.log.info("judge agreement: %s; %d of %d judge calls ended in an error (stored as NULL)",
                       spread, errors, len(judged))
-        out_bucket, out_key = _split_s3(self.output_uri)
-        s3.put_object(Bucket=out_bucket, Key=out_key, Body="".join(
-            json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8"))
+        s3.put_object(Bucket=out_bucket, Key=out_key, Body=to_jsonl(records))
         if self.warehouse_conn_id:
             self._write_warehouse(records, judges, context)
         return {"uri": self.output_uri, "agreement": spread, "judge_calls": len(judged), "judge_errors": errors}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import task
@@ -26,33 +25,29 @@ def _resolve_catalog(reference: str | None, cfg: Any, s3: Any) -> str:
     """``s3://bucket/key``, an existing path (absolute or under include/), or a key in the bake-off bucket;
     empty: the version the Knowledge Base holds (``catalog/current.json``), else the packaged sample."""
     from tailor.kb_sync import CatalogStore
-    from tailor.qa import INCLUDE_DIR
+    from tailor.objects import local_path
 
     if not reference:
         marker = CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix).current()
         if marker is None:
             print(f"no catalog synced yet ({cfg.catalog.current_marker_key} missing): using the packaged sample "
                   f"{SAMPLE_CATALOG}")
-            return str(INCLUDE_DIR / SAMPLE_CATALOG)
+            return str(local_path(SAMPLE_CATALOG))
         print(f"catalog: version {marker['catalog_version']}, the one the Knowledge Base holds")
         return f"s3://{cfg.aws.bucket}/{marker['version_key']}"
     if reference.startswith("s3://"):
         return reference
-    path = Path(reference) if Path(reference).is_absolute() else INCLUDE_DIR / reference
+    path = local_path(reference)
     return str(path) if path.is_file() else f"s3://{cfg.aws.bucket}/{reference.lstrip('/')}"
 
 
 def _load_catalog(source: str, cfg: Any, s3: Any) -> Any:
     from tailor.catalog import parse_catalog
     from tailor.exceptions import CatalogValidationError
+    from tailor.objects import read_reference
 
     try:
-        if source.startswith("s3://"):
-            bucket, _, key = source.removeprefix("s3://").partition("/")
-            data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        else:
-            data = Path(source).read_bytes()
-        return parse_catalog(data, source, max_bytes=cfg.catalog.max_bytes)
+        return parse_catalog(read_reference(source, s3), source, max_bytes=cfg.catalog.max_bytes)
     except (s3.exceptions.NoSuchKey, FileNotFoundError):
         raise AirflowFailException(f"catalog {source} not found: set the catalog Param to an s3:// URI, a key in "
                                    f"the bucket or a path under include/ (empty: the synced version)") from None
@@ -112,6 +107,7 @@ def generate_candidates(plan: dict[str, Any]) -> dict[str, Any]:
     """One greedy Converse call per passage (bounded concurrency); raw replies persisted before any filtering."""
     from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
 
+    from tailor.objects import to_jsonl
     from tailor.qa_generation import generate_replies, passages, reply_record
 
     cfg, s3 = settings_and_s3()
@@ -131,8 +127,7 @@ def generate_candidates(plan: dict[str, Any]) -> dict[str, Any]:
     key = f"{plan['prefix']}replies.jsonl"
     # A re-run of the same version overwrites its files: until a new manifest is written, it is not complete.
     s3.delete_object(Bucket=cfg.aws.bucket, Key=f"{plan['prefix']}manifest.json")
-    body = "".join(json.dumps(reply_record(r), ensure_ascii=False) + "\n" for r in replies)
-    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=body.encode("utf-8"))
+    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=to_jsonl([reply_record(r) for r in replies]))
     tokens = {"input": sum(r.input_tokens for r in replies), "output": sum(r.output_tokens for r in replies)}
     print(f"{len(replies)} Converse calls ({len(failed)} failed) in {time.monotonic() - started:.1f} s, "
           f"tokens {tokens} -> s3://{cfg.aws.bucket}/{key}")
@@ -144,6 +139,7 @@ def curate_dataset(plan: dict[str, Any], generated: dict[str, Any], **context: A
     """Parse strictly, drop bad pairs (by reason), split by product section, validate, write train/test/manifest."""
     from tailor.catalog import SECTIONS
     from tailor.exceptions import QADatasetError
+    from tailor.objects import read_jsonl
     from tailor.qa import parse_qa
     from tailor.qa_generation import (
         PROMPT_VERSION,
@@ -156,8 +152,7 @@ def curate_dataset(plan: dict[str, Any], generated: dict[str, Any], **context: A
 
     cfg, s3 = settings_and_s3()
     params, prefix, bucket = plan["params"], plan["prefix"], cfg.aws.bucket
-    body = s3.get_object(Bucket=bucket, Key=generated["replies_key"])["Body"].read().decode("utf-8")
-    replies = [reply_from_record(json.loads(line)) for line in body.splitlines() if line.strip()]
+    replies = [reply_from_record(record) for record in read_jsonl(s3, bucket, generated["replies_key"])]
     sections = {(p.name, s): p.section(s) for p in _catalog_products(plan, cfg, s3) for s in SECTIONS}
     settings = CurationSettings(params["near_duplicate_threshold"], params["grounding_floor"])
     curated = curate(replies, sections, _reference_test_set(cfg, s3), settings)

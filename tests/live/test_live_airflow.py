@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from devstack.airflow import ApiError, LiveAirflow
+from devstack.airflow import FINISHED, ApiError, LiveAirflow
 from tests.conftest import SAMPLE_CATALOG
 
 pytestmark = pytest.mark.live
 INCOMING = "catalog/incoming/"
 EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune", "weekly_evaluation", "qa_dataset_build"}
 RUN_TIMEOUT_S = 420
-DONE = {"success", "failed"}
 #: Run ids of earlier tests that later tests (clears) reuse: the tests run in file order on one stack.
 RUNS: dict[str, str] = {}
 
@@ -42,43 +41,19 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAirflow]:
     assert all(p.poll() is not None for p in stack.processes.values()) or not stack.processes
 
 
-def _runs(live: LiveAirflow, dag_id: str) -> list[dict]:
-    return live.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=50")["dag_runs"]
-
-
-def _wait_for_run(live: LiveAirflow, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT_S) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = live.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        if run["state"] in DONE:
-            return run
-        time.sleep(2)
-    raise AssertionError(f"{dag_id} run {run_id} not finished within {timeout:.0f} s; logs in {live.home / 'logs'}")
-
-
 def _task_states(live: LiveAirflow, dag_id: str, run_id: str) -> dict[str, str]:
-    tis = live.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
-    return {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in tis}
-
-
-def _unpause(live: LiveAirflow, dag_id: str) -> None:
-    live.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-
-
-def _task_instances(live: LiveAirflow, dag_id: str, run_id: str) -> dict[str, dict]:
-    tis = live.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
-    return {f"{ti['task_id']}[{ti['map_index']}]": ti for ti in tis}
+    return {key: ti["state"] for key, ti in live.task_instances(dag_id, run_id).items()}
 
 
 def _clear_and_wait(live: LiveAirflow, dag_id: str, run_id: str) -> dict:
     """Clear every task of a finished run, as an operator does in the UI, and wait for the run to end again."""
     before = live.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-    assert before["state"] in DONE, before
+    assert before["state"] in FINISHED, before
     live.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances",
                  {"dry_run": False, "dag_run_id": run_id, "only_failed": False, "reset_dag_runs": True})
     queued = live.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-    assert queued["state"] not in DONE, f"the clear did not reset the run: {queued}"
-    run = _wait_for_run(live, dag_id, run_id)
+    assert queued["state"] not in FINISHED, f"the clear did not reset the run: {queued}"
+    run = live.wait_for_run(dag_id, run_id)
     assert run["end_date"] != before["end_date"]
     return run
 
@@ -110,16 +85,16 @@ def test_dags_parse_without_import_errors(live: LiveAirflow) -> None:
 
 def test_s3_drop_triggers_an_asset_run_of_catalog_kb_sync(live: LiveAirflow) -> None:
     assert live.stack is not None
-    _unpause(live, "catalog_kb_sync")
+    live.unpause("catalog_kb_sync")
     # The watcher starts about a minute after the unpause; the bootstrap's s3:TestEvent (S3 sends one when a
     # notification is configured) then starts a no-op run, which tells us the watcher is live.
     deadline = time.monotonic() + 180
-    while not _runs(live, "catalog_kb_sync") and time.monotonic() < deadline:
+    while not live.dag_runs("catalog_kb_sync") and time.monotonic() < deadline:
         time.sleep(1)
-    warm_up = _runs(live, "catalog_kb_sync")
+    warm_up = live.dag_runs("catalog_kb_sync")
     assert warm_up, "the AssetWatcher never consumed the queue's s3:TestEvent within 180 s"
     for run in warm_up:
-        done = _wait_for_run(live, "catalog_kb_sync", run["dag_run_id"])
+        done = live.wait_for_run("catalog_kb_sync", run["dag_run_id"])
         assert done["state"] == "success", "a test event must not fail the sync"
     before = {r["dag_run_id"] for r in warm_up}
 
@@ -128,12 +103,12 @@ def test_s3_drop_triggers_an_asset_run_of_catalog_kb_sync(live: LiveAirflow) -> 
                                        Key="catalog/incoming/live-catalog.txt", Body=SAMPLE_CATALOG.read_bytes())
     deadline, new = time.monotonic() + 120, []
     while not new and time.monotonic() < deadline:
-        new = [r for r in _runs(live, "catalog_kb_sync") if r["dag_run_id"] not in before]
+        new = [r for r in live.dag_runs("catalog_kb_sync") if r["dag_run_id"] not in before]
         time.sleep(0.5)
     assert new, "no catalog_kb_sync run appeared within 120 s of the S3 put"
     run = new[0]
     assert run["run_type"] == "asset_triggered", run
-    run = _wait_for_run(live, "catalog_kb_sync", run["dag_run_id"])
+    run = live.wait_for_run("catalog_kb_sync", run["dag_run_id"])
     from datetime import datetime
 
     started = datetime.fromisoformat(run["start_date"]).timestamp()
@@ -153,7 +128,7 @@ def test_clearing_the_sync_run_twice_starts_no_second_ingestion(live: LiveAirflo
     assert [j["ingestionJobId"] for j in jobs if j["status"] == "COMPLETE"].count(marker["ingestion_job_id"]) == 1
     for attempt in (1, 2):
         run = _clear_and_wait(live, "catalog_kb_sync", run_id)
-        tis = _task_instances(live, "catalog_kb_sync", run_id)
+        tis = live.task_instances("catalog_kb_sync", run_id)
         assert run["state"] == "success", {k: ti["state"] for k, ti in tis.items()}
         assert tis["validate_catalogs[-1]"]["try_number"] == 1 + attempt, "the clear must have re-run the tasks"
         assert tis["start_ingestion[-1]"]["state"] == "skipped", "the handled drop must not be ingested again"
@@ -184,7 +159,7 @@ def test_two_drops_within_a_second_sync_one_after_the_other_and_the_later_wins(l
 
     assert live.stack is not None
     s3, bucket = live.stack.client("s3"), live.stack.resources["bucket"]
-    before = {r["dag_run_id"] for r in _runs(live, "catalog_kb_sync")}
+    before = {r["dag_run_id"] for r in live.dag_runs("catalog_kb_sync")}
     jobs_before = {j["ingestionJobId"] for j in _ingestion_jobs(live)}
     first, second = INCOMING + "concurrent-first.txt", INCOMING + "concurrent-second.txt"
     s3.put_object(Bucket=bucket, Key=first, Body=_catalog_variant("first drop"))
@@ -193,9 +168,9 @@ def test_two_drops_within_a_second_sync_one_after_the_other_and_the_later_wins(l
 
     deadline, new = time.monotonic() + RUN_TIMEOUT_S, []
     while time.monotonic() < deadline:
-        new = [r for r in _runs(live, "catalog_kb_sync") if r["dag_run_id"] not in before]
+        new = [r for r in live.dag_runs("catalog_kb_sync") if r["dag_run_id"] not in before]
         waiting = s3.list_objects_v2(Bucket=bucket, Prefix=INCOMING).get("Contents", [])
-        if new and not waiting and all(r["state"] in DONE for r in new):
+        if new and not waiting and all(r["state"] in FINISHED for r in new):
             break
         time.sleep(2)
     else:
@@ -209,7 +184,7 @@ def test_two_drops_within_a_second_sync_one_after_the_other_and_the_later_wins(l
           + ", ".join(f"{r['dag_run_id']} {r['start_date']}..{r['end_date']}" for r in runs))
     assert sorted(keys) == [first, second], f"each drop's S3 message must reach a run exactly once: {keys}"
     for run in runs:
-        tis = _task_instances(live, "catalog_kb_sync", run["dag_run_id"])
+        tis = live.task_instances("catalog_kb_sync", run["dag_run_id"])
         assert run["state"] == "success", {k: ti["state"] for k, ti in tis.items()}
         assert tis["start_ingestion[-1]"]["try_number"] <= 1, "a ConflictException retry happened"
     for earlier, later in zip(runs, runs[1:]):
@@ -229,7 +204,7 @@ def test_invalid_params_are_refused_by_the_api(live: LiveAirflow) -> None:
             live.request("POST", "/api/v2/dags/weekly_evaluation/dagRuns", {"logical_date": None, "conf": conf})
         assert refused.value.status == 400, refused.value
         assert field in refused.value.body, refused.value.body
-    assert _runs(live, "weekly_evaluation") == [], "a refused payload must not create a run"
+    assert live.dag_runs("weekly_evaluation") == [], "a refused payload must not create a run"
 
 
 def test_params_run_of_weekly_evaluation_writes_the_warehouse(live: LiveAirflow) -> None:
@@ -237,17 +212,17 @@ def test_params_run_of_weekly_evaluation_writes_the_warehouse(live: LiveAirflow)
     triggered = live.request("POST", "/api/v2/dags/weekly_evaluation/dagRuns", {"logical_date": None, "conf": conf})
     run_id = triggered["dag_run_id"]
     assert triggered["conf"] == conf and triggered["state"] == "queued"  # paused: nothing runs yet
-    _unpause(live, "weekly_evaluation")
+    live.unpause("weekly_evaluation")
     # catchup=False still schedules the latest missed Monday on unpause (a full 45-question run): fail it as
     # soon as it appears, before its tasks start, so only the Params run uses the 2 cores.
     deadline, caught_up = time.monotonic() + 60, []
     while not caught_up and time.monotonic() < deadline:
-        caught_up = [r for r in _runs(live, "weekly_evaluation") if r["run_type"] == "scheduled"]
+        caught_up = [r for r in live.dag_runs("weekly_evaluation") if r["run_type"] == "scheduled"]
         time.sleep(0.2)
     for other in caught_up:
         live.request("PATCH", f"/api/v2/dags/weekly_evaluation/dagRuns/{other['dag_run_id']}", {"state": "failed"})
 
-    run = _wait_for_run(live, "weekly_evaluation", run_id)
+    run = live.wait_for_run("weekly_evaluation", run_id)
     assert run["state"] == "success", _task_states(live, "weekly_evaluation", run_id)
     warehouse = Path(live.home) / "warehouse.db"
     with sqlite3.connect(warehouse) as db:

@@ -379,6 +379,8 @@ def test_stage_sample_catalog(s3: Any, store: CatalogStore) -> None:
         "catalog_sha256": catalog.sha256,
         "version_key": version_key,
         "products": 15,
+        "dropped_at": s3.head_object(Bucket=BUCKET, Key=key)["LastModified"].isoformat(),
+        "stale": False,
         "changed": True,
     }
     assert len(catalog.version) == 12
@@ -492,6 +494,50 @@ def test_stage_same_content_after_publish_is_unchanged(s3: Any, store: CatalogSt
     # The drop is still versioned (under its own file name).
     assert again["version_key"] == f"catalog/versions/{staged['catalog_version']}/same-content-new-name.txt"
     assert body(s3, again["version_key"]) == sample_bytes()
+
+
+def test_a_drop_older_than_the_held_one_is_not_synced(s3: Any, store: CatalogStore, clock: Clock) -> None:
+    """Two drops whose notices reach separate runs out of order: the later drop stays in the KB."""
+    older, newer = f"{INCOMING}monday.txt", f"{INCOMING}tuesday.txt"
+    s3.put_object(Bucket=BUCKET, Key=older, Body=catalog_bytes("Alpha Pump"))
+    clock.advance(5)
+    s3.put_object(Bucket=BUCKET, Key=newer, Body=catalog_bytes("Alpha Pump", "Beta Valve"))
+    held = store.stage(newer)  # the newer drop's run came first
+    marker = store.publish(held, "job-1", "run-1")
+    assert marker["dropped_at"] == s3.head_object(Bucket=BUCKET, Key=newer)["LastModified"].isoformat()
+    before = snapshot(s3, DATA_PREFIX)
+
+    late = store.stage(older)
+
+    assert late["stale"] is True and late["changed"] is False
+    assert snapshot(s3, DATA_PREFIX) == before  # the KB's documents untouched
+    assert store.current() == marker
+    assert body(s3, late["version_key"]) == catalog_bytes("Alpha Pump")  # kept under versions/
+    # Uploaded again, it is the newest drop and syncs.
+    clock.advance(5)
+    s3.put_object(Bucket=BUCKET, Key=older, Body=catalog_bytes("Alpha Pump"))
+    again = store.stage(older)
+    assert again["stale"] is False and again["changed"] is True
+
+
+def test_a_same_second_drop_and_a_rollback_from_versions_are_synced(s3: Any, store: CatalogStore,
+                                                                     clock: Clock) -> None:
+    first, second = f"{INCOMING}a.txt", f"{INCOMING}b.txt"
+    s3.put_object(Bucket=BUCKET, Key=first, Body=catalog_bytes("Alpha Pump"))
+    s3.put_object(Bucket=BUCKET, Key=second, Body=catalog_bytes("Alpha Pump", "Beta Valve"))  # same second
+    store.publish(store.stage(first), "job-1", "run-1")
+    staged = store.stage(second)  # not older than the held drop: event order decides, as within a batch
+    assert staged["stale"] is False and staged["changed"] is True
+    store.publish(staged, "job-2", "run-2")
+    clock.advance(60)
+    archived = f"catalog/versions/{parse_catalog(catalog_bytes('Alpha Pump'), 'x').version}/a.txt"
+    rollback = store.stage(archived)  # a manual run with catalog_key = an archived version
+    assert rollback["stale"] is False and rollback["changed"] is True and rollback["dropped_at"] is None
+    assert rollback["version_key"] == archived
+    store.publish(rollback, "job-3", "run-3")
+    store.remove_drops([archived, first])
+    assert body(s3, archived) == catalog_bytes("Alpha Pump")  # the archive is never deleted as a "drop"
+    assert first not in keys_under(s3, INCOMING)
 
 
 def test_stage_same_content_without_publish_restages(s3: Any, store: CatalogStore) -> None:
