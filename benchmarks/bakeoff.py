@@ -383,6 +383,7 @@ def run(extra_questions: int | None = None, compare_base: bool = True) -> tuple[
         f"{peak / GOAL_PEAK_MB:.2f}): demo process {rss['demo']:,} MB, local AWS {rss['localaws']:,} MB.",
         "",
         *dag_table(timings),
+        *memory_lines(timings),
     ]
     data: dict[str, Any] = {"timings": timings, "demo_exit_code": code, "total_s": total, "peak_mb": peak}
     if full is not None:
@@ -471,6 +472,25 @@ def _judge_unbatched() -> bool:
     return "with loaded.lock" in inspect.getsource(serving.rate)
 
 
+def memory_lines(timings: dict) -> list[str]:
+    """Peak RSS per step of the demo (sampled every 0.5 s): which step grows the memory."""
+    steps = timings.get("peak_rss_by_step_mb") or {}
+    if not steps:
+        return []
+    from localaws.process import MALLOC_TUNING
+
+    tuning = ", ".join(f"`{k}={v}`" for k, v in MALLOC_TUNING.items())
+    return ["", "| step | peak RSS together MB (sampled) | local AWS alone MB (sampled) |", "|---|---|---|",
+            *(f"| {step} | {peaks['together']:,} | {peaks['localaws']:,} |" for step, peaks in steps.items()), "",
+            "Together = the demo process and all its descendants (the local AWS and its training child process). "
+            f"The local AWS runs with {tuning} (`localaws.process.MALLOC_TUNING`) and trims glibc's free memory "
+            "after every served batch (`localaws.serving.release_free_memory`). Measured on 2026-11-26 with the "
+            "same demo: without either, 4,786 MB together and 3,902 MB for the local AWS in weekly_evaluation (the "
+            "batches' freed activations stayed in glibc's arenas); with `MALLOC_MMAP_THRESHOLD_=1048576` instead of "
+            "the trim, 3,363 MB but 613 s (5x the system time: every large tensor a fresh mapping); with a 16 MB "
+            "threshold, 4,266 MB."]
+
+
 def missed_lines(timings: dict, full: dict | None, time_ok: bool, memory_ok: bool) -> list[str]:
     """Why the goals were missed, from the measured stages, and the next steps."""
     lines = []
@@ -503,12 +523,14 @@ def missed_lines(timings: dict, full: dict | None, time_ok: bool, memory_ok: boo
                      + "; ".join(steps) + ".")
     if not memory_ok:
         rss = timings["peak_rss_mb"]
+        steps = timings.get("peak_rss_by_step_mb") or {}
+        worst = max(steps, key=lambda k: steps[k]["together"]) if steps else "unknown"
         lines.append(
-            f"**Memory goal MISSED.** The local AWS peaked at {rss['localaws']:,} MB (it keeps up to 3 served models "
-            "- base, challenger, champion - plus the embedder, and glibc keeps the fine-tune's freed memory in its "
-            f"arenas) and the demo process at {rss['demo']:,} MB (Airflow, and BERTScore's model in score_answers). "
-            "Next steps: `MALLOC_ARENA_MAX=2` for the local AWS, a serving cache of 2 models locally, and the "
-            "local AWS's memory recorded per phase to see which step grows it.")
+            f"**Memory goal MISSED.** The largest step is {worst} (table above); the local AWS peaked at "
+            f"{rss['localaws']:,} MB (up to 3 served models - base, challenger, champion - plus the embedder and the "
+            f"batches' activations) and the demo process at {rss['demo']:,} MB (Airflow, and BERTScore's model in "
+            "score_answers). Next steps: a serving cache of 2 models locally; `MALLOC_MMAP_THRESHOLD_=1048576` for "
+            "the local AWS if time allows (measured: less memory, more system time; see above).")
     return lines
 
 

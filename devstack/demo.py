@@ -17,7 +17,7 @@ import resource
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,9 @@ class Recorder:
         self.peak_total_mb = 0.0
         self.localaws_pid: int | None = None
         self.localaws_peak_mb: float | None = None
+        self.step = "start"  # what runs now (a phase or a DAG run): the samples' label
+        #: step -> {"together": peak MB, "localaws": peak MB}, sampled: which step grows the memory
+        self.by_step: dict[str, dict[str, float]] = {}
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True, name="rss-sampler").start()
 
@@ -84,8 +87,11 @@ class Recorder:
             except OSError:
                 continue
             self.peak_total_mb = max(self.peak_total_mb, total)
+            peaks = self.by_step.setdefault(self.step, {"together": 0.0, "localaws": 0.0})
+            peaks["together"] = max(peaks["together"], total)
             if self.localaws_pid:
                 self.localaws_peak_mb = _rss_mb(self.localaws_pid, "VmHWM") or self.localaws_peak_mb
+                peaks["localaws"] = max(peaks["localaws"], _rss_mb(self.localaws_pid) or 0.0)
 
     def find_localaws(self) -> None:
         """The local AWS child's pid (the `python -m localaws serve` among our children)."""
@@ -97,10 +103,20 @@ class Recorder:
                 continue
 
     @contextmanager
+    def labelled(self, step: str) -> Any:
+        """Label the memory samples taken meanwhile with ``step``."""
+        before, self.step = self.step, step
+        try:
+            yield
+        finally:
+            self.step = before
+
+    @contextmanager
     def phase(self, name: str) -> Any:
         started = time.monotonic()
         try:
-            yield
+            with self.labelled(name):
+                yield
         finally:
             self.data["phases"][name] = round(time.monotonic() - started, 2)
 
@@ -124,6 +140,8 @@ class Recorder:
             "peak_rss_mb": {"demo": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                             "localaws": round(self.localaws_peak_mb or 0),
                             "together_sampled": round(self.peak_total_mb)},
+            "peak_rss_by_step_mb": {step: {k: round(v) for k, v in peaks.items()}
+                                    for step, peaks in self.by_step.items()},
         }
         OUT.mkdir(exist_ok=True)
         TIMINGS.write_text(json.dumps(self.data, indent=1))
@@ -142,7 +160,8 @@ RECORDER: Recorder | None = None
 
 def _run(name: str, conf: dict[str, Any] | None = None) -> Any:
     started = time.monotonic()
-    run = run_dag(name, conf)
+    with RECORDER.labelled(name) if RECORDER is not None else nullcontext():
+        run = run_dag(name, conf)
     print(f"\n=== {name}: {run.state} in {time.monotonic() - started:.0f} s (run {run.run_id})", flush=True)
     if RECORDER is not None:
         RECORDER.dag(name, run, time.monotonic() - started, conf)

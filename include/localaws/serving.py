@@ -97,6 +97,8 @@ class _Loaded:
                 for request in batch:
                     request.error = exc
                     request.done.set()
+            finally:
+                release_free_memory()
 
     def _generate(self, batch: list[_Request]) -> None:
         import torch
@@ -218,6 +220,29 @@ class _Request:
         if self.kind == "rate":
             return (self.prompts, self.then, self.max_new_tokens) == (other.prompts, other.then, other.max_new_tokens)
         return self.temperature == 0 and other.temperature == 0
+
+
+def _malloc_trim() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Hand the memory a batch freed back to the OS (glibc ``malloc_trim``), after every batch.
+
+    A batch's activations and KV cache (tens to hundreds of MB at 8 prompts with retrieved context) are freed
+    into glibc's arenas, which keep them: the local AWS grew to 3.9 GB during the weekly evaluation. A trim
+    costs about a millisecond; the next batch maps fresh pages.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 _models: OrderedDict[str, _Loaded] = OrderedDict()

@@ -228,3 +228,32 @@ def test_bakeoff_section_text_from_a_recorded_demo(tmp_path: Path, monkeypatch: 
     assert not ok and "**Total 3000 s** (goal <= 600 s: MISSED" in text and "Time goal MISSED" in text
     assert "### weekly_evaluation: growth from 45 to 450 questions" in text and "**projection**" in text
     assert "Last measured 2026-11-24" in text and json.loads((tmp_path / "bakeoff.json").read_text())["fits"]
+
+
+def test_demo_memory_is_recorded_per_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler labels its samples with the step that runs (a phase or a DAG run): which step grows memory."""
+    import time
+
+    from devstack import demo
+
+    monkeypatch.setattr(demo, "OUT", tmp_path)
+    monkeypatch.setattr(demo, "TIMINGS", tmp_path / "timings.json")
+    recorder = demo.Recorder()
+    with recorder.labelled("weekly_evaluation"):
+        assert recorder.step == "weekly_evaluation"
+        with recorder.phase("report_evaluation"):
+            assert recorder.step == "report_evaluation"
+            ballast = bytearray(64 << 20)  # 64 MB touched while this step runs
+            ballast[::4096] = b"x" * len(ballast[::4096])
+            time.sleep(1.2)  # at least two samples
+            del ballast
+        assert recorder.step == "weekly_evaluation"
+    assert recorder.step == "start"
+    data = recorder.write()
+    steps = data["peak_rss_by_step_mb"]
+    assert steps["report_evaluation"]["together"] >= 64 and steps["report_evaluation"]["localaws"] == 0
+    assert "report_evaluation" in data["phases"]
+    lines = bakeoff.memory_lines(data)
+    assert "| report_evaluation |" in "\n".join(lines) and "MALLOC_ARENA_MAX=2" in lines[-1]
+    assert "Memory goal MISSED.** The largest step is report_evaluation" in "\n".join(
+        bakeoff.missed_lines(data, None, True, False))
