@@ -4,8 +4,9 @@ moto keeps the control-plane objects (jobs, models, endpoint configs, endpoints)
 instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Here:
 
 * ``CreateTrainingJob`` runs :func:`localaws.training.fine_tune` in a child process (as SageMaker runs a job in
-  its own container; its memory returns to the OS when it ends) on the job's ``train`` channel: InProgress -> Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics,
-  ``BillableTimeInSeconds``) or Failed with ``FailureReason``.
+  its own container; its memory returns to the OS when it ends) on the job's ``train`` channel: InProgress ->
+  Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics, ``BillableTimeInSeconds``)
+  or Failed with ``FailureReason`` (the algorithm's own error).
 * ``UpdateEndpoint`` points an endpoint at another endpoint config (blue/green by config name).
 * ``InvokeEndpoint`` serves the model behind the endpoint with JumpStart's text-generation contract:
   ``{"inputs": str, "parameters": {...}}`` -> ``{"generated_text": str}``. A model whose artifact lives in a

@@ -12,7 +12,8 @@ from moto import mock_aws
 from tailor.objects import INCLUDE_DIR, from_jsonl, local_path, read_jsonl, read_reference, split_s3_uri, to_jsonl
 
 
-@pytest.mark.parametrize("uri, expected", [("s3://b/k.txt", ("b", "k.txt")), ("s3://b/a/b/c.json", ("b", "a/b/c.json"))])
+@pytest.mark.parametrize("uri, expected", [("s3://b/k.txt", ("b", "k.txt")),
+                                           ("s3://b/a/b/c.json", ("b", "a/b/c.json"))])
 def test_split_s3_uri(uri: str, expected: tuple[str, str]) -> None:
     assert split_s3_uri(uri) == expected
 
