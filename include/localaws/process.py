@@ -18,6 +18,13 @@ from pathlib import Path
 MALLOC_TUNING = {"MALLOC_ARENA_MAX": "2"}
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment with include/ (where ``localaws`` lives) first on ``PYTHONPATH``: for the
+    ``python -m localaws ...`` children (the server, a training job)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                     os.environ.get("PYTHONPATH")])))
+
+
 class LocalAWSProcess:
     """Start ``python -m localaws serve`` on a free port; stop it (by PID) on exit, even after errors."""
 
@@ -30,9 +37,7 @@ class LocalAWSProcess:
     def start(self) -> LocalAWSProcess:
         ready = Path(tempfile.mkdtemp(prefix="localaws-")) / "ready.json"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
-                                                                         os.environ.get("PYTHONPATH")])))
-        env = MALLOC_TUNING | env  # the caller's environment wins
+        env = MALLOC_TUNING | child_environment()  # the caller's environment wins
         self._process = subprocess.Popen(
             [sys.executable, "-m", "localaws", "serve", "--ready-file", str(ready)],
             stdout=log, stderr=subprocess.STDOUT, env=env,

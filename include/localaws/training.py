@@ -199,13 +199,13 @@ def fine_tune_in_subprocess(base_dir: Path, channel: Path, hyperparameters: dict
     """
     metrics_file = output.parent / f"{output.name}.metrics.json"
     failure_file = output.parent / f"{output.name}.failure"
-    package_root = str(Path(__file__).resolve().parents[1])  # include/: where ``localaws`` lives
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    from localaws.process import child_environment
+
     command = [sys.executable, "-m", "localaws.training", str(base_dir), str(channel), str(output),
                "--hyperparameters", json.dumps(hyperparameters), "--metrics-file", str(metrics_file),
                "--failure-file", str(failure_file)]
     tail: deque[str] = deque(maxlen=20)
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    with subprocess.Popen(command, env=child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace", preexec_fn=_die_with_parent) as process:
         _RUNNING.add(process)
         try:

@@ -170,10 +170,11 @@ class CatalogStore:
         if version_key != key:  # a rollback names the version's own key: nothing to copy
             self.s3.copy_object(Bucket=self.bucket, Key=version_key, CopySource={"Bucket": self.bucket, "Key": key})
         current = self.current()
+        held = current or {}
         is_drop = key.startswith(self.settings.incoming_prefix)
-        held_since = current.get("dropped_at") if current else None
+        held_since = held.get("dropped_at")
         stale = bool(is_drop and held_since and modified < datetime.fromisoformat(held_since)
-                     and current and current.get("catalog_version") != catalog.version)
+                     and held.get("catalog_version") != catalog.version)
         staged = {
             "catalog_version": catalog.version,
             "catalog_sha256": catalog.sha256,
@@ -184,10 +185,9 @@ class CatalogStore:
             "changed": not stale and (not current or current.get("catalog_version") != catalog.version),
         }
         if stale:
-            assert current is not None
             log.warning("%s (dropped %s) is older than the drop the Knowledge Base holds (version %s, dropped "
                         "%s): its notice came late, so it is not synced (kept as %s). Upload it again to make "
-                        "it current.", key, staged["dropped_at"], current["catalog_version"], held_since,
+                        "it current.", key, staged["dropped_at"], held["catalog_version"], held_since,
                         version_key)
             return staged
         if not staged["changed"]:
