@@ -18,8 +18,9 @@ $(STAMP): $(REQS)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# make demo CATALOG=path/to/catalog.txt QA=path/to/test.json: the same bake-off on your own files.
 demo: venv
-	$(PY) -m devstack.demo
+	$(PY) -m devstack.demo $(if $(CATALOG),--catalog "$(CATALOG)") $(if $(QA),--qa "$(QA)")
 
 test: venv
 	$(PY) -m pytest

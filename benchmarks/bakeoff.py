@@ -61,8 +61,9 @@ STAGES = {"plan": ("plan_batches",), "generation": ("generate_answers",), "scori
 # --- running the demo -------------------------------------------------------------------------------------------
 
 
-def run_demo(extra_questions: int = EXTRA_QUESTIONS, echo: Callable[[str], None] = print) -> tuple[int, dict]:
-    """``python -m devstack.demo`` (its full output to out/bench-demo.log; DAG lines echoed) -> (exit code,
+def run_demo(extra_questions: int = EXTRA_QUESTIONS, echo: Callable[[str], None] = print,
+             args: tuple[str, ...] = ()) -> tuple[int, dict]:
+    """``python -m devstack.demo [args]`` (its full output to out/bench-demo.log; DAG lines echoed) -> (exit code,
     timings)."""
     TIMINGS.unlink(missing_ok=True)
     OUT.mkdir(exist_ok=True)
@@ -70,7 +71,7 @@ def run_demo(extra_questions: int = EXTRA_QUESTIONS, echo: Callable[[str], None]
     if extra_questions:
         env["TAILOR_DEMO_EXTRA_EVALUATION"] = str(extra_questions)
     with open(DEMO_LOG, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "devstack.demo"], cwd=REPO, env=env, text=True,
+        process = subprocess.Popen([sys.executable, "-m", "devstack.demo", *args], cwd=REPO, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert process.stdout is not None
         for line in process.stdout:

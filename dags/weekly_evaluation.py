@@ -16,6 +16,7 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from tailor.bedrock_ids import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
 from tailor.config import parse_time_setting
 from tailor_airflow.defaults import DEFAULT_ARGS, JUDGE_MODELS, START_DATE, WAREHOUSE_CONN_ID
 from tailor_airflow.evaluation import check_complete, generate_answers, plan_batches, publish_results, score_answers
@@ -48,12 +49,14 @@ def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
                                         "(champion endpoint), hybrid (retrieved context + champion endpoint)."),
         "sample_limit": Param(None, type=["null", "integer"], minimum=1, maximum=100000,
                               description="Evaluate only the first N questions (empty: the whole test set)."),
-        "judge_models": Param(JUDGE_MODELS, type="array", minItems=1, uniqueItems=True, items={"type": "string"},
-                              description="Bedrock model ids of the LLM judges; each answer is judged by every "
-                                          "one, blinded, and the scores averaged."),
+        "judge_models": Param(JUDGE_MODELS, type="array", minItems=1, uniqueItems=True,
+                              items={"type": "string", "maxLength": MODEL_ID_MAX_LENGTH, "pattern": MODEL_ID_PATTERN},
+                              description="Bedrock model ids (or inference-profile / provisioned-model ARNs) of the "
+                                          "LLM judges; each answer is judged by every one, blinded, and the scores "
+                                          "averaged."),
         "dataset": Param(None, type=["null", "string"], maxLength=1024,
-                         description="QA test set: s3://bucket/key.json or a path under include/ "
-                                     "(empty: qa.test_set from the config)."),
+                         description="QA test set (at most 50 MB): s3://<the bake-off bucket>/key.json or the path "
+                                     "of a file under include/ (empty: qa.test_set from the config)."),
     },
     tags=["evaluation", "bedrock", "sagemaker", "bertscore"],
     doc_md=__doc__,

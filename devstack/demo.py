@@ -3,6 +3,11 @@
 KB sync of the sample catalog -> monthly fine-tune -> weekly evaluation of the three approaches; prints the
 comparison table and leaves out/summary_results.csv, out/report.html and out/warehouse.db.
 
+``make demo CATALOG=path/to/catalog.txt QA=path/to/test.json`` (``python -m devstack.demo --catalog ... --qa ...``)
+runs the same bake-off on your own files. Both are validated first, the QA set's product names against the
+catalog: a bad file stops the demo with the validators' messages (exit 2) before anything starts or any model
+is called.
+
 It also records its own timings in out/timings.json (wall time of each phase and DAG run, start/end/duration of
 every task instance, peak RSS of this process and of the local AWS child) and prints a one-line summary;
 ``make bench`` reads that file. ``TAILOR_DEMO_EXTRA_EVALUATION=N`` (used by ``make bench`` only) also runs
@@ -11,6 +16,7 @@ weekly_evaluation on the first N questions, before the full one, for the benchma
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -18,6 +24,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,9 @@ from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_
 
 OUT = REPO / "out"
 SAMPLE_CATALOG = REPO / "include" / "data" / "catalog" / "industrial_catalog.txt"
-QUESTION = "What is the maximum bowl fill of the Vortex Mixer VM-200?"
+SAMPLE_QA = REPO / "include" / "data" / "qa" / "test.json"
+#: Where the demo puts a user's QA set in the local bucket (weekly_evaluation reads datasets from S3 or include/).
+QA_KEY = "qa/demo/{name}"
 TIMINGS = OUT / "timings.json"
 EXTRA_EVALUATION = "TAILOR_DEMO_EXTRA_EVALUATION"
 JUDGE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -171,17 +180,75 @@ def _run(name: str, conf: dict[str, Any] | None = None) -> Any:
     return run
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class Inputs:
+    """The bake-off's files, validated: the catalog to sync and the QA test set (None: the packaged one)."""
+
+    catalog: Path
+    qa: Path | None
+    first_question: str
+    products: int
+    questions: int
+
+
+def check_inputs(catalog: Path, qa: Path | None) -> Inputs:
+    """Validate the catalog and the QA set (its product names against the catalog) before anything starts;
+    :class:`SystemExit` (2) with the validators' messages if either is bad."""
+    from tailor.catalog import validate_file
+    from tailor.exceptions import CatalogValidationError, QADatasetError
+    from tailor.qa import check_products, parse_qa
+
+    problems: list[str] = []
+    parsed = dataset = None
+    try:
+        parsed = validate_file(catalog)
+    except CatalogValidationError as error:
+        problems.append(f"catalog rejected ({error.issues[0].rule}):\n{error}")
+    except OSError as error:
+        problems.append(f"{catalog}: cannot read the catalog ({error.strerror or error})")
+    qa_path = qa or SAMPLE_QA
+    try:
+        dataset = parse_qa(qa_path.read_bytes(), str(qa_path))
+        if parsed is not None:
+            check_products(dataset, [p.name for p in parsed.products], str(catalog))
+    except QADatasetError as error:
+        hint = "" if qa else "\n(the packaged QA set is about the packaged catalog: give your own with QA=...)"
+        problems.append(f"QA set rejected:\n{error}{hint}")
+    except OSError as error:
+        problems.append(f"{qa_path}: cannot read the QA set ({error.strerror or error})")
+    if problems or parsed is None or dataset is None:
+        print("\n\n".join(problems) + "\n\nNothing was started and no model was called; fix the file(s) and run "
+              "make demo again.", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"inputs: {catalog} ({len(parsed.products)} products, version {parsed.version}); {qa_path} "
+          f"({len(dataset.items)} questions, version {dataset.version})")
+    return Inputs(catalog, qa, dataset.items[0].question, len(parsed.products), len(dataset.items))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make demo", description="The offline bake-off (RAG vs fine-tuned vs "
+                                     "hybrid) on the local AWS.")
+    parser.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG,
+                        help="product catalog .txt (default: the packaged sample)")
+    parser.add_argument("--qa", type=Path, default=None,
+                        help="QA test set .json, a list of {product_name, question, answer} (default: the packaged "
+                             "one, which needs the packaged catalog)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     global RECORDER
+    args = parse_args(argv)
+    inputs = check_inputs(args.catalog.resolve(), args.qa.resolve() if args.qa else None)
     RECORDER = Recorder()
     try:
-        return _bake_off(RECORDER)
+        return _bake_off(RECORDER, inputs)
     finally:
         RECORDER.write()
         print(RECORDER.summary(), flush=True)
 
 
-def _bake_off(recorder: Recorder) -> int:
+def _bake_off(recorder: Recorder, inputs: Inputs) -> int:
     OUT.mkdir(exist_ok=True)
     (OUT / "warehouse.db").unlink(missing_ok=True)  # the demo's warehouse holds this demo's runs
     os.environ.update(airflow_env(REPO / ".airflow"))
@@ -195,19 +262,24 @@ def _bake_off(recorder: Recorder) -> int:
                 stack = bootstrap(aws.endpoint_url, warehouse_path=OUT / "warehouse.db")
                 os.environ.update(stack.env())
                 print(f"local AWS on {aws.endpoint_url}: {stack.resources}")
+                if inputs.qa is not None:  # the user's QA set is the test set of every DAG (leak check included)
+                    qa_key = QA_KEY.format(name=inputs.qa.name)
+                    stack.client("s3").put_object(Bucket=stack.resources["bucket"], Key=qa_key,
+                                                  Body=inputs.qa.read_bytes())
+                    os.environ["TAILOR__QA__TEST_SET"] = f"s3://{stack.resources['bucket']}/{qa_key}"
                 migrate_airflow_db(os.environ.copy())
 
-            key = "catalog/incoming/" + SAMPLE_CATALOG.name
-            stack.client("s3").put_object(Bucket=stack.resources["bucket"], Key=key, Body=SAMPLE_CATALOG.read_bytes())
+            key = "catalog/incoming/" + inputs.catalog.name
+            stack.client("s3").put_object(Bucket=stack.resources["bucket"], Key=key, Body=inputs.catalog.read_bytes())
             if _run("catalog_kb_sync", {"catalog_key": key}).state != "success":
                 return 1
             with recorder.phase("report_kb"):
-                report_kb(stack)
+                report_kb(stack, inputs.first_question)
             finetune = _run("monthly_finetune")
             if finetune.state != "success":
                 return 1
             with recorder.phase("report_finetune"):
-                report_finetune(stack, finetune.run_id)
+                report_finetune(stack, finetune.run_id, inputs.first_question)
             # One judge id locally: every local judge is the same 135M model, so a second one would only double
             # the slowest stage (the DAG's default and the tests use two; production uses three model families).
             if extra := int(os.environ.get(EXTRA_EVALUATION) or 0):  # make bench's scaling fit, never the demo
@@ -228,19 +300,19 @@ def _s3_json(stack: Stack, key: str) -> Any:
     return json.loads(stack.client("s3").get_object(Bucket=stack.resources["bucket"], Key=key)["Body"].read())
 
 
-def report_kb(stack: Stack) -> None:
+def report_kb(stack: Stack, question: str) -> None:
     marker = _s3_json(stack, "catalog/current.json")
     print(f"Knowledge Base {stack.resources['knowledge_base_id']} holds catalog version "
           f"{marker['catalog_version']} ({marker['products']} products), ingestion job {marker['ingestion_job_id']}")
     top = stack.client("bedrock-agent-runtime").retrieve(
-        knowledgeBaseId=stack.resources["knowledge_base_id"], retrievalQuery={"text": QUESTION},
+        knowledgeBaseId=stack.resources["knowledge_base_id"], retrievalQuery={"text": question},
         retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": 1}},
     )["retrievalResults"][0]
-    print(f"Retrieve {QUESTION!r}\n  top hit ({top['score']:.3f}, {top['metadata'].get('product_name')}): "
+    print(f"Retrieve {question!r}\n  top hit ({top['score']:.3f}, {top['metadata'].get('product_name')}): "
           f"{top['content']['text'][:160]}...")
 
 
-def report_finetune(stack: Stack, run_id: str) -> None:
+def report_finetune(stack: Stack, run_id: str, question: str) -> None:
     from tailor.config import load_settings
     from tailor.generation import invoke_jumpstart
     from tailor.prompts import SYSTEM, llama3_chat
@@ -262,7 +334,7 @@ def report_finetune(stack: Stack, run_id: str) -> None:
         "VariantName": "AllTraffic", "ModelName": base, "InitialInstanceCount": 1,
         "InstanceType": ft.endpoint_instance_type}])
     sagemaker.create_endpoint(EndpointName=base, EndpointConfigName=base)
-    prompt = llama3_chat(SYSTEM, QUESTION)
+    prompt = llama3_chat(SYSTEM, question)
     for label, endpoint in (("fine-tuned", ft.champion_endpoint), ("base", base)):
         answer = invoke_jumpstart(runtime, endpoint, prompt, max_new_tokens=60)
         print(f"  {label:>10}: {answer.text!r}")

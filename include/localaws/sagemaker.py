@@ -9,8 +9,9 @@ instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Her
   or Failed with ``FailureReason`` (the algorithm's own error).
 * ``UpdateEndpoint`` points an endpoint at another endpoint config (blue/green by config name).
 * ``InvokeEndpoint`` serves the model behind the endpoint with JumpStart's text-generation contract:
-  ``{"inputs": str, "parameters": {...}}`` -> ``{"generated_text": str}``. A model whose artifact lives in a
-  JumpStart cache bucket (``s3://jumpstart-cache-prod-...``) is served as the base model.
+  ``{"inputs": str, "parameters": {...}}`` -> ``{"generated_text": str}``, with ``details`` (``finish_reason``,
+  ``generated_tokens``) when the parameters set ``"details": true``, as LMI/TGI do. A model whose artifact lives
+  in a JumpStart cache bucket (``s3://jumpstart-cache-prod-...``) is served as the base model.
 """
 
 from __future__ import annotations
@@ -180,12 +181,12 @@ def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
     url = (model.primary_container or model.containers[0])["ModelDataUrl"]
     try:
         request = json.loads(self.body or b"{}")
-        text = serving.generate(_model_dir(url), request)
+        body = serving.generate(_model_dir(url), request)
     except (ValueError, KeyError, TypeError) as exc:
         return _error(424, "ModelError", {"message": f"Received client error (400) from primary: {exc}",
                                           "ErrorCode": "CLIENT_ERROR"})
     headers = {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant["VariantName"]}
-    return 200, headers, json.dumps({"generated_text": text})
+    return 200, headers, json.dumps(body)
 
 
 _model_dirs: dict[str, Path] = {}

@@ -328,17 +328,33 @@ def rate(path: Path, messages: list[dict[str, str]], prompts: list[str], *, then
     return request.ratings, request.text, request.input_tokens
 
 
-def generate(path: Path, request: dict[str, Any]) -> str:
-    """JumpStart text generation: ``{"inputs": str, "parameters": {...}}`` -> generated text."""
+#: Converse-style stop reasons -> the ``details.finish_reason`` of JumpStart's LMI/TGI containers.
+FINISH_REASONS = {"end_turn": "eos_token", "max_tokens": "length", "stop_sequence": "stop_sequence"}
+
+
+def generate(path: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """JumpStart text generation: ``{"inputs": str, "parameters": {...}}`` -> the response body.
+
+    ``{"generated_text": str}``, plus ``details`` (``finish_reason`` ``eos_token`` | ``length`` |
+    ``stop_sequence``, ``generated_tokens``) when the parameters set ``"details": true``, as LMI and TGI do.
+    """
     inputs = request.get("inputs")
     if not isinstance(inputs, str) or not inputs.strip():
         raise ValueError('the request needs "inputs" as a non-empty string')
     parameters = request.get("parameters") or {}
-    return chat(
+    details = parameters.get("details", False)
+    if not isinstance(details, bool):
+        raise ValueError(f'parameters.details must be true or false, got {details!r}')
+    generation = chat(
         path,
         messages_from_prompt(inputs),
         max_new_tokens=parameters.get("max_new_tokens", 256),
         temperature=parameters.get("temperature", 0.0) if parameters.get("do_sample", True) else 0.0,
         top_p=parameters.get("top_p", 1.0),
         stop=parameters.get("stop"),
-    ).text
+    )
+    body: dict[str, Any] = {"generated_text": generation.text}
+    if details:
+        body["details"] = {"finish_reason": FINISH_REASONS[generation.stop_reason],
+                           "generated_tokens": generation.output_tokens}
+    return body

@@ -6,6 +6,8 @@
 
 Every approach gets the same system prompt and decoding settings. Each call's latency is measured around the
 API call only; a failure after botocore's retries becomes the sample's ``error`` (never a fake answer).
+Each answer records why generation stopped (``stop_reason``: Converse's ``stopReason`` or the endpoint's
+``details.finish_reason``) and ``truncated`` (it hit ``max_tokens``; None when the service gave no reason).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tailor.generation import invoke_jumpstart
+from tailor.generation import invoke_jumpstart, is_truncated
 from tailor.prompts import SYSTEM, grounded_question, llama3_chat
 from tailor.qa import QAItem
 
@@ -69,7 +71,7 @@ def converse(client: Any, model_id: str, user: str, *, max_tokens: int, temperat
     text = "".join(b.get("text", "") for b in response["output"]["message"]["content"]).strip()
     usage = response.get("usage", {})
     return {"answer": text, "latency_ms": latency, "input_tokens": usage.get("inputTokens"),
-            "output_tokens": usage.get("outputTokens")}
+            "output_tokens": usage.get("outputTokens"), "stop_reason": response.get("stopReason")}
 
 
 def _context(chunks: list[dict[str, Any]]) -> str:
@@ -82,6 +84,7 @@ def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) 
         "sample_id": item.sample_id, "approach": approach, "product_name": item.product_name,
         "question": item.question, "reference": item.answer, "answer": None, "error": None,
         "latency_ms": None, "retrieval_ms": None, "input_tokens": None, "output_tokens": None, "retrieved": [],
+        "stop_reason": None, "truncated": None,
     }
     try:
         if approach in ("rag", "hybrid"):
@@ -98,8 +101,10 @@ def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) 
         else:
             generated = invoke_jumpstart(ports.endpoint, settings.endpoint_name, llama3_chat(SYSTEM, user),
                                          max_new_tokens=settings.max_tokens, temperature=settings.temperature)
-            record |= {"answer": generated.text, "latency_ms": generated.latency_ms}
+            record |= {"answer": generated.text, "latency_ms": generated.latency_ms,
+                       "output_tokens": generated.output_tokens, "stop_reason": generated.stop_reason}
         record["latency_ms"] = record["latency_ms"] + (record["retrieval_ms"] or 0.0)
+        record["truncated"] = is_truncated(record["stop_reason"])
     except Exception as error:  # recorded per sample; the batch and the run go on
         record["error"] = f"{type(error).__name__}: {error}"
         log.warning("%s sample %s failed: %s", approach, item.sample_id, record["error"])

@@ -33,6 +33,11 @@ def parse_time_setting(section: str, key: str, default: int) -> int:
         raise ConfigError(f"{ENV_PREFIX}{section.upper()}__{key.upper()}={raw!r} must be an integer") from None
 
 
+def parse_time_text(section: str, key: str, default: str) -> str:
+    """A text knob that DAG wiring needs at parse time (e.g. a Param's pattern): environment only, no file I/O."""
+    return os.environ.get(f"{ENV_PREFIX}{section.upper()}__{key.upper()}", default)
+
+
 @dataclass(frozen=True)
 class CatalogSettings:
     incoming_prefix: str
@@ -41,6 +46,7 @@ class CatalogSettings:
     current_marker_key: str
     suffix: str
     max_bytes: int
+    max_name_chars: int
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     except FileNotFoundError:
         raise ConfigError(f"config file {config_path} not found (set TAILOR_CONFIG to its path)") from None
     raw.setdefault("aws", {})["bucket"] = env.get(f"{ENV_PREFIX}AWS__BUCKET", DEFAULT_BUCKET)
-    return Settings(
+    loaded = Settings(
         aws=_section(AwsSettings, "aws", raw, env),
         catalog=_section(CatalogSettings, "catalog", raw, env),
         knowledge_base=_section(KnowledgeBaseSettings, "knowledge_base", raw, env),
@@ -170,6 +176,44 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         metrics=_section(MetricsSettings, "metrics", raw, env),
         evaluation=_section(EvaluationSettings, "evaluation", raw, env),
     )
+    check_layout(loaded)
+    return loaded
+
+
+#: Prefixes the DAGs write under whatever the config says (fine-tuning runs, generated QA sets).
+FIXED_PREFIXES = {"finetune outputs": "finetune/", "generated QA sets": "qa/"}
+
+
+def is_folder(prefix: str) -> bool:
+    """An S3 "folder" prefix of its own: non-empty, ending in ``/``, not starting with ``/``, no empty segment."""
+    return bool(prefix) and prefix.endswith("/") and not prefix.startswith("/") and "//" not in prefix
+
+
+def check_layout(cfg: Settings) -> None:
+    """The bucket layout must keep each task in its own folder: every prefix non-empty, ending in ``/`` and
+    disjoint from the others, because the catalog sync deletes what it does not want under ``data_prefix``."""
+    prefixes = {
+        "catalog.incoming_prefix": cfg.catalog.incoming_prefix,
+        "catalog.quarantine_prefix": cfg.catalog.quarantine_prefix,
+        "catalog.versions_prefix": cfg.catalog.versions_prefix,
+        "knowledge_base.data_prefix": cfg.knowledge_base.data_prefix,
+        "evaluation.output_prefix": cfg.evaluation.output_prefix,
+    }
+    for name, prefix in prefixes.items():
+        if not is_folder(prefix):
+            raise ConfigError(f"setting {name}={prefix!r} must be a folder such as 'kb-data/': non-empty, ending "
+                              f"in '/', not starting with '/' ({ENV_PREFIX}{name.upper().replace('.', '__')})")
+    folders = prefixes | {f"(fixed) {what}": prefix for what, prefix in FIXED_PREFIXES.items()}
+    folders["catalog.current_marker_key"] = cfg.catalog.current_marker_key
+    names = list(folders)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = folders[first], folders[second]
+            if a.startswith(b) or b.startswith(a):
+                raise ConfigError(f"settings {first}={a!r} and {second}={b!r} overlap: each prefix needs its own "
+                                  "folder (the sync deletes stale objects under knowledge_base.data_prefix)")
+    if cfg.catalog.max_name_chars < 1 or cfg.catalog.max_bytes < 1:
+        raise ConfigError("settings catalog.max_name_chars and catalog.max_bytes must be positive")
 
 
 @cache

@@ -25,3 +25,7 @@ class CatalogValidationError(TailorError, ValueError):
 
 class QADatasetError(TailorError, ValueError):
     """A QA dataset file is malformed (missing fields, empty answers, duplicates, bad encoding)."""
+
+
+class CatalogKeyError(TailorError, ValueError):
+    """An S3 key given for a catalog sync (a Param, a setting) lies outside what the sync may read or move."""

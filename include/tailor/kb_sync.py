@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from tailor.catalog import Catalog, parse_catalog
-from tailor.config import CatalogSettings
-from tailor.exceptions import CatalogValidationError
+from tailor.catalog import Catalog, CatalogIssue, Product, parse_catalog
+from tailor.config import CatalogSettings, is_folder
+from tailor.exceptions import CatalogKeyError, CatalogValidationError
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,89 @@ class Checked:
         return {"catalog_key": self.catalog_key, "superseded": self.superseded, "quarantined": self.quarantined}
 
 
+#: Bedrock refuses a data source's ``.metadata.json`` over 10 KB (Knowledge Bases, "metadata files" limits).
+METADATA_MAX_BYTES = 10 * 1024
+
+
 def _slug(name: str) -> str:
-    """A readable, collision-free object name: "Mixer A" and "Mixer-A" must not share a document."""
+    """A readable object name with 48 bits of the name's hash: "Mixer A" and "Mixer-A" must not share a document.
+    Uniqueness within a catalog is still checked (:func:`document_keys`), never assumed."""
     readable = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80]
-    return f"{readable}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
+    return f"{readable}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:12]}"
+
+
+def document_metadata(product: Product, catalog_version: str) -> str:
+    """The ``.metadata.json`` sidecar of a product's document (the filterable ``product_name``)."""
+    return json.dumps({"metadataAttributes": {"product_name": product.name, "catalog_version": catalog_version}})
+
+
+def document_keys(catalog: Catalog, data_prefix: str) -> dict[str, Product]:
+    """The data source's document key of every product; a :class:`CatalogValidationError` naming both products if
+    two would share a key (one would silently vanish from the Knowledge Base) or a sidecar would be over 10 KB."""
+    keys: dict[str, Product] = {}
+    issues = []
+    for product in catalog.products:
+        key = f"{data_prefix}{_slug(product.name)}.txt"
+        if (other := keys.get(key)) is not None:
+            issues.append(CatalogIssue(catalog.source, product.line, "document_key_collision",
+                          f'products "{other.name}" (line {other.line}) and "{product.name}" would share the '
+                          f"Knowledge Base document {key}; rename one of them"))
+            continue
+        size = len(document_metadata(product, catalog.version).encode())
+        if size > METADATA_MAX_BYTES:  # the name limit of tailor.catalog keeps far below; a guard, not a rule
+            issues.append(CatalogIssue(catalog.source, product.line, "metadata_too_large",
+                          f'product "{product.name[:60]}" makes a {size}-byte .metadata.json, over Bedrock\'s '
+                          f"{METADATA_MAX_BYTES} bytes; shorten its name"))
+        keys[key] = product
+    if issues:
+        raise CatalogValidationError(issues)
+    return keys
+
+
+def is_under(key: str, prefix: str) -> bool:
+    """``key`` lies strictly under the folder ``prefix`` (see :func:`tailor.config.is_folder`)."""
+    return is_folder(prefix) and key.startswith(prefix) and key != prefix
+
+
+def catalog_key_pattern(incoming_prefix: str, versions_prefix: str, suffix: str) -> str:
+    """The JSON-schema ``pattern`` of the ``catalog_key`` Param: empty, or a key (optionally ``s3://bucket/``
+    before it) under the incoming prefix or a version folder, ending in the suffix. :func:`catalog_key_of`
+    re-checks in code, with the loaded settings."""
+    folders = f"{re.escape(incoming_prefix)}|{re.escape(versions_prefix)}[^/]+/"
+    return rf"^\s*$|^\s*(s3://[a-z0-9][a-z0-9.-]{{1,62}}/)?({folders})(?!\.\./)[^\x00-\x1f]*{re.escape(suffix)}\s*$"
+
+
+def catalog_key_of(value: str, bucket: str, settings: CatalogSettings) -> str:
+    """The S3 key a ``catalog_key`` Param names, or :class:`CatalogKeyError` saying why it may not be synced.
+
+    Accepts a key (or an ``s3://<bucket>/<key>`` URI of the configured bucket) under the incoming prefix (a drop)
+    or the versions prefix (a rollback), ending in the catalog suffix. Anything else - ``catalog/current.json``, a
+    ``kb-data/`` document, another bucket - is refused before it is read, so no Param can move or delete it.
+    """
+    key = value.strip()
+    if key.startswith("s3://"):
+        named_bucket, _, key = key.removeprefix("s3://").partition("/")
+        if named_bucket != bucket:
+            raise CatalogKeyError(f"catalog_key {value!r} names bucket {named_bucket!r}; the catalog lives in "
+                                  f"s3://{bucket}/ (give the key alone, e.g. {settings.incoming_prefix}products"
+                                  f"{settings.suffix})")
+    drop = is_under(key, settings.incoming_prefix)
+    version = is_under(key, settings.versions_prefix) and "/" in key[len(settings.versions_prefix):]
+    if not (drop or version) or not key.endswith(settings.suffix) or ".." in key.split("/"):
+        raise CatalogKeyError(f"catalog_key {value!r} is not a catalog file: give a key under "
+                              f"{settings.incoming_prefix} (a drop) or {settings.versions_prefix}<version>/ (a "
+                              f"rollback) ending in {settings.suffix}")
+    return key
 
 
 class CatalogStore:
     """The catalog's S3 layout and the operations the sync performs on it."""
 
     def __init__(self, s3: Any, bucket: str, settings: CatalogSettings, data_prefix: str) -> None:
+        # Settings are validated at load; checked again here because stage() deletes under data_prefix.
+        if not is_folder(data_prefix):
+            raise CatalogKeyError(f"data prefix {data_prefix!r} must be a non-empty folder ending in '/' (an empty "
+                                  "one would make every sync delete the whole bucket's other objects)")
         self.s3, self.bucket, self.settings, self.data_prefix = s3, bucket, settings, data_prefix
 
     def _get(self, key: str) -> bytes:
@@ -110,15 +183,21 @@ class CatalogStore:
         return self._load(key)[0]
 
     def _load(self, key: str) -> tuple[Catalog, datetime]:
-        """The validated catalog and the object's ``LastModified`` (when it was dropped)."""
+        """The validated catalog and the object's ``LastModified`` (when it was dropped). Its documents' keys
+        are checked too, so a catalog that could not be staged is rejected (and quarantined) at validation."""
         obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        catalog = parse_catalog(obj["Body"].read(), f"s3://{self.bucket}/{key}", max_bytes=self.settings.max_bytes)
+        catalog = parse_catalog(obj["Body"].read(), f"s3://{self.bucket}/{key}", max_bytes=self.settings.max_bytes,
+                                max_name_chars=self.settings.max_name_chars)
+        document_keys(catalog, self.data_prefix)
         return catalog, obj["LastModified"]
 
     def quarantine(self, key: str, error: CatalogValidationError) -> str:
-        """Move a rejected drop to the quarantine prefix with a ``.reason.json`` naming every issue."""
-        name = key[len(self.settings.incoming_prefix):] if key.startswith(self.settings.incoming_prefix) else key
-        target = self.settings.quarantine_prefix + name
+        """Move a rejected drop to the quarantine prefix with a ``.reason.json`` naming every issue. Only drops
+        (keys under the incoming prefix) are ever moved: anything else raises before a byte is copied."""
+        if not is_under(key, self.settings.incoming_prefix):
+            raise CatalogKeyError(f"refusing to quarantine s3://{self.bucket}/{key}: only drops under "
+                                  f"{self.settings.incoming_prefix} are moved")
+        target = self.settings.quarantine_prefix + key[len(self.settings.incoming_prefix):]
         self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
         reason = {
             "source": f"s3://{self.bucket}/{key}",
@@ -133,14 +212,22 @@ class CatalogStore:
         return target
 
     def check(self, keys: list[str]) -> Checked:
-        """Validate every drop of a batch; quarantine the bad ones; keep the newest good one."""
+        """Validate every drop of a batch; quarantine the bad ones; keep the newest good one. Keys outside the
+        incoming and versions prefixes are refused before any is read (:class:`CatalogKeyError`)."""
+        for key in keys:
+            catalog_key_of(key, self.bucket, self.settings)
         valid: list[str] = []
         quarantined: list[dict[str, str]] = []
         for key in keys:
             try:
                 catalog = self.load(key)
             except CatalogValidationError as error:
-                quarantined.append({"key": key, "quarantine_key": self.quarantine(key, error), "error": str(error)})
+                if is_under(key, self.settings.incoming_prefix):
+                    target = self.quarantine(key, error)
+                else:  # an archived version (a rollback) that no longer validates: reported, left where it is
+                    target = key
+                    log.error("s3://%s/%s is not valid and is left in place: %s", self.bucket, key, error)
+                quarantined.append({"key": key, "quarantine_key": target, "error": str(error)})
             except self.s3.exceptions.NoSuchKey:
                 log.warning("s3://%s/%s is gone (already synced or moved); skipped", self.bucket, key)
             else:
@@ -194,13 +281,12 @@ class CatalogStore:
             log.info("catalog version %s is already in the Knowledge Base; ingestion skipped", catalog.version)
             return staged
         wanted = set()
-        for product in catalog.products:
-            doc_key = f"{self.data_prefix}{_slug(product.name)}.txt"
-            metadata = {"product_name": product.name, "catalog_version": catalog.version}
+        for doc_key, product in document_keys(catalog, self.data_prefix).items():
             self._put(doc_key, product.to_document())
-            self._put(doc_key + ".metadata.json", json.dumps({"metadataAttributes": metadata}), "application/json")
+            self._put(doc_key + ".metadata.json", document_metadata(product, catalog.version), "application/json")
             wanted.update({doc_key, doc_key + ".metadata.json"})
-        stale = [o["Key"] for o in self._keys(self.data_prefix) if o["Key"] not in wanted]
+        stale = [o["Key"] for o in self._keys(self.data_prefix)
+                 if o["Key"] not in wanted and is_under(o["Key"], self.data_prefix)]
         for stale_key in stale:  # products removed from the catalog leave the KB on the next ingestion
             self.s3.delete_object(Bucket=self.bucket, Key=stale_key)
         log.info(
@@ -228,5 +314,5 @@ class CatalogStore:
         """Delete handled drops from the incoming prefix (their content is kept under versions/). Keys elsewhere
         (a manual re-sync of ``catalog/versions/...``) are left alone: they are the archive."""
         for key in keys:
-            if key.startswith(self.settings.incoming_prefix):
+            if is_under(key, self.settings.incoming_prefix):
                 self.s3.delete_object(Bucket=self.bucket, Key=key)

@@ -50,6 +50,8 @@ GLOSSARY = (
     ("p50/p95 s", "median and 95th-percentile answer latency in seconds (successful answers)."),
     ("$/month", "modelled monthly cost from the dated price table and usage assumptions; run $ is what this "
                 "evaluation run itself cost (endpoint time is an upper bound)."),
+    ("truncated", "answers cut at the generation budget (evaluation.max_tokens) of those whose stop reason the "
+                  "model service reported; a cut answer is scored as the incomplete answer it is."),
 )  # fmt: skip
 
 
@@ -104,6 +106,9 @@ def headline(summaries: Sequence[ApproachSummary]) -> str:
         else:
             cost = fmt_usd(cheapest.monthly_cost_usd)
             parts.append(f"{_name(cheapest)} is the cheapest, at about {cost} per month.")
+    cut = [f"{_name(s)} {s.n_truncated} of {s.n_truncation_known}" for s in summaries if s.n_truncated]
+    if cut:
+        parts.append(f"Answers cut at the token budget: {', '.join(cut)}.")
     failed = [_name(s) for s in summaries if s.status == "failed"]
     if failed:
         parts.append(f"Failed completely: {', '.join(failed)}.")
@@ -324,6 +329,10 @@ def render_report(
     ]
     if summaries:
         body.append(_table(summaries))
+        windowed = [f"{_name(s)} {s.n_bertscore_windowed} of {s.n_scored}" for s in summaries if s.n_bertscore_windowed]
+        if windowed:
+            body.append(f'<p class="small">BERTScore over sentence windows (answer or reference longer than the '
+                        f"scoring model's window, never truncated): {_e(', '.join(windowed))}.</p>")
     else:
         body.append("<p>No results.</p>")
     body.append("<h2>Quality, cost and latency</h2>")

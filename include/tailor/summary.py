@@ -2,7 +2,10 @@
 
 Input: one record (a dict) per approach x sample with the keys ``sample_id, approach, product_name, question,
 reference, answer, error, latency_ms, retrieval_ms, input_tokens, output_tokens, retrieved, bertscore_f1,
-key_fact_match, retrieval_hit`` and, once the judge exists, ``judge_score``.
+key_fact_match, retrieval_hit`` and, once the judge exists, ``judge_score``; optionally ``stop_reason``,
+``truncated`` (the answer hit the generation budget; None when the service reported no stop reason) and
+``bertscore_windowed`` (the answer or reference was longer than BERTScore's window, see
+:mod:`tailor.metrics.bertscore`).
 
 Rules (the same in :func:`summarize` and :func:`score_rows`, so ``eval_run`` means equal ``AVG(eval_score.score)``):
 
@@ -10,7 +13,9 @@ Rules (the same in :func:`summarize` and :func:`score_rows`, so ``eval_run`` mea
   are written as NULL with the error text);
 * a missing score is ``None``: it is counted and left out of means, never replaced by a sentinel;
 * latency percentiles and the mean are over the records that did not error (and have a latency);
-* ``retrieval_hit_rate`` is None for ``finetune`` (no retrieval).
+* ``retrieval_hit_rate`` is None for ``finetune`` (no retrieval);
+* ``n_truncated`` counts the answers cut at the token budget among the ``n_truncation_known`` answers whose stop
+  reason is known (errored records excluded); a cut answer is still scored, as the incomplete answer it is.
 
 Costs come from :mod:`tailor.cost`: ``monthly_cost_usd`` is the modelled month of the price table's usage
 assumptions; ``run_cost_usd`` is the measured marginal cost of this evaluation run (see :func:`summarize`).
@@ -37,13 +42,14 @@ DISPLAY_NAMES = {"rag": "RAG", "finetune": "Fine-tuning", "hybrid": "Hybrid"}
 VERSION_KEYS = ("dataset_version", "prompt_version", "generator_model", "judge_models")
 
 SEED_COLUMNS = ("method", "avg_bert_score", "avg_llm_evaluator_score", "avg_inference_time")
+# New columns go at the end: readers of earlier CSVs index the columns they know.
 SUMMARY_COLUMNS = SEED_COLUMNS + (
     "n", "n_errors", "bert_std", "bert_ci95_low", "bert_ci95_high", "judge_std", "judge_ci95_low", "judge_ci95_high",
     "key_fact_match", "retrieval_hit_rate", "latency_p50_s", "latency_p95_s", "monthly_cost_usd", "run_cost_usd",
-    "status",
+    "status", "n_truncated", "n_truncation_known", "n_bertscore_windowed",
 )  # fmt: skip
 COST_COLUMNS = ("monthly_cost_usd", "run_cost_usd")
-COUNT_COLUMNS = ("n", "n_errors")
+COUNT_COLUMNS = ("n", "n_errors", "n_truncated", "n_truncation_known", "n_bertscore_windowed")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class ApproachSummary:
     run_cost_usd: float
     status: str  # 'complete' | 'partial' | 'failed'
     first_error: str | None
+    n_truncated: int = 0  # answers cut at the generation budget (stop reason max_tokens / length)
+    n_truncation_known: int = 0  # answers whose stop reason the service reported
+    n_bertscore_windowed: int = 0  # answers scored over BERTScore windows (answer or reference too long)
 
     @property
     def display_name(self) -> str:
@@ -93,6 +102,9 @@ class ApproachSummary:
             "monthly_cost_usd": self.monthly_cost_usd,
             "run_cost_usd": self.run_cost_usd,
             "status": self.status,
+            "n_truncated": self.n_truncated if self.n_truncation_known else None,
+            "n_truncation_known": self.n_truncation_known,
+            "n_bertscore_windowed": self.n_bertscore_windowed,
         }
 
     def to_csv_row(self) -> dict[str, str]:
@@ -227,6 +239,7 @@ def summarize(
             prices, bedrock_input_tokens=tokens_in, bedrock_output_tokens=tokens_out,
             endpoint_seconds=endpoint_seconds, instance_type=endpoint_instance_type,
         )  # fmt: skip
+        known = [r for r in ok if isinstance(r.get("truncated"), bool)]
         if len(errors) == len(group):
             status = "failed"
         elif errors:
@@ -249,6 +262,9 @@ def summarize(
             run_cost_usd=run_cost,
             status=status,
             first_error=errors[0] if errors else None,
+            n_truncated=sum(r["truncated"] for r in known),
+            n_truncation_known=len(known),
+            n_bertscore_windowed=sum(r.get("bertscore_windowed") is True for r in ok),
         ))  # fmt: skip
     return summaries
 
@@ -338,7 +354,16 @@ def fmt_latency(summary: ApproachSummary, missing: str = "n/a") -> str:
     return f"{summary.latency_p50_ms / 1000:.2f} / {summary.latency_p95_ms / 1000:.2f}"
 
 
-TABLE_HEADER = ("method", "BERTScore ±95% CI", "judge", "key-fact", "hit rate", "p50/p95 s", "$/month", "status")
+TABLE_HEADER = ("method", "BERTScore ±95% CI", "judge", "key-fact", "hit rate", "p50/p95 s", "$/month", "truncated",
+                "status")
+
+
+def fmt_truncated(summary: ApproachSummary, missing: str = "n/a") -> str:
+    """'cut/known' answers, e.g. '3/15'; n/a when no answer reported a stop reason."""
+    if not summary.n_truncation_known:
+        return missing
+    return f"{summary.n_truncated}/{summary.n_truncation_known}"
+
 
 
 def table_cells(summary: ApproachSummary) -> tuple[str, ...]:
@@ -351,6 +376,7 @@ def table_cells(summary: ApproachSummary) -> tuple[str, ...]:
         fmt(summary.retrieval_hit_rate, 2),
         fmt_latency(summary),
         fmt_usd(summary.monthly_cost_usd),
+        fmt_truncated(summary),
         f"{summary.status} ({summary.n_errors}/{summary.n} err)" if summary.n_errors else summary.status,
     )
 

@@ -20,27 +20,66 @@ def run_prefix(output_prefix: str, run_id: str) -> str:
     return f"{output_prefix}{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}/"
 
 
+def _synced_catalog(cfg: Any, s3: Any) -> Any:
+    """The catalog the Knowledge Base holds (``catalog.current_marker_key``), or None before the first sync."""
+    import logging
+
+    from tailor.exceptions import CatalogValidationError
+    from tailor.kb_sync import CatalogStore
+
+    store = CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix)
+    marker = store.current()
+    if marker is None:
+        logging.getLogger(__name__).warning(
+            "no catalog synced yet (s3://%s/%s missing): product names of the QA set are not checked against a "
+            "catalog; run catalog_kb_sync first", cfg.aws.bucket, cfg.catalog.current_marker_key)
+        return None
+    try:
+        return store.load(marker["version_key"])
+    except s3.exceptions.NoSuchKey:
+        raise AirflowFailException(f"the catalog the Knowledge Base holds, s3://{cfg.aws.bucket}/"
+                                   f"{marker['version_key']}, is missing: re-run catalog_kb_sync") from None
+    except CatalogValidationError as error:
+        raise AirflowFailException(f"the catalog the Knowledge Base holds is invalid:\n{error}") from None
+
+
 @task
 def plan_batches(**context: Any) -> list[dict[str, Any]]:
-    """Validate the QA set (before any model call), snapshot it under the run, and cut it into batches."""
+    """Validate the judges and the QA set, match its products against the synced catalog (all before any model
+    call), snapshot it under the run, and cut it into batches: at most ``[core] max_map_length`` of them."""
+    from airflow.configuration import conf
+
+    from tailor.bedrock_ids import model_id_problems
     from tailor.exceptions import QADatasetError
-    from tailor.qa import load_qa
+    from tailor.qa import batch_plan, check_products, load_qa
 
     cfg, s3 = settings_and_s3()
     params = context["params"]
+    if problems := model_id_problems(params["judge_models"]):
+        raise AirflowFailException("judge_models rejected, no model was called:\n" + "\n".join(problems))
+    # the Param comes from whoever triggers the run: the bake-off bucket only; qa.test_set is the deployer's
+    bucket = cfg.aws.bucket if params.get("dataset") else None
+    catalog = _synced_catalog(cfg, s3)
     try:
-        dataset = load_qa(params.get("dataset") or cfg.qa.test_set, s3)
+        dataset = load_qa(params.get("dataset") or cfg.qa.test_set, s3, bucket=bucket)
+        if catalog is not None:
+            check_products(dataset, [p.name for p in catalog.products], f"catalog version {catalog.version}")
     except QADatasetError as error:
         raise AirflowFailException(f"QA dataset rejected, no model was called:\n{error}") from None
     items = list(dataset.items[: params.get("sample_limit") or None])
     prefix = run_prefix(cfg.evaluation.output_prefix, context["run_id"])
     snapshot = {"source": dataset.source, "version": dataset.version, "items": [asdict(i) for i in items]}
+    max_tasks = conf.getint("core", "max_map_length", fallback=1024)
+    try:
+        plan = batch_plan(len(items), params["approaches"], cfg.evaluation.batch_size, max_tasks)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
     s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json", Body=json.dumps(snapshot).encode())
-    size = cfg.evaluation.batch_size
-    batches = [{"approach": approach, "index": start // size, "prefix": prefix,
-                "sample_ids": [i.sample_id for i in items[start : start + size]]}
-               for approach in params["approaches"] for start in range(0, len(items), size)]
-    print(f"{len(items)} samples of dataset {dataset.version} x {params['approaches']} -> {len(batches)} batches")
+    batches = [{"approach": b.approach, "index": b.index, "prefix": prefix,
+                "sample_ids": [i.sample_id for i in items[b.start : b.stop]]} for b in plan]
+    size = plan[0].stop - plan[0].start if plan else cfg.evaluation.batch_size
+    print(f"{len(items)} samples of dataset {dataset.version} x {params['approaches']} -> {len(batches)} batches "
+          f"of up to {size} (batch_size {cfg.evaluation.batch_size}, max_map_length {max_tasks})")
     return batches
 
 
@@ -92,7 +131,7 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
         records = [{"sample_id": i.sample_id, "approach": approach, "product_name": i.product_name,
                     "question": i.question, "reference": i.answer, "answer": None, "error": missing,
                     "latency_ms": None, "retrieval_ms": None, "input_tokens": None, "output_tokens": None,
-                    "retrieved": []} for i in items]
+                    "retrieved": [], "stop_reason": None, "truncated": None} for i in items]
     else:
         records = answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)
     key = f"{batch['prefix']}answers/{approach}/batch-{batch['index']:04d}.jsonl"
@@ -107,19 +146,23 @@ def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
     """BERTScore (one model load for the run), key-fact match and retrieval hit for every answer."""
     from tailor.metrics.bertscore import BertScorer
     from tailor.metrics.facts import key_fact_match
+    from tailor.metrics.retrieval import retrieval_hit
 
     cfg, s3 = settings_and_s3()
     records = [r for g in generated for r in read_jsonl(s3, cfg.aws.bucket, g["key"])]
     answered = [r for r in records if r["error"] is None]
     scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
-    f1 = [s[2] for s in scorer.score([r["answer"] or "" for r in answered], [r["reference"] for r in answered])]
-    for record, score in zip(answered, f1, strict=True):
-        record["bertscore_f1"] = min(1.0, max(0.0, float(score)))
+    report = scorer.score_report([r["answer"] or "" for r in answered], [r["reference"] for r in answered])
+    for record, (_, _, f1), windowed in zip(answered, report.scores, report.windowed, strict=True):
+        record["bertscore_f1"] = min(1.0, max(0.0, float(f1)))
+        record["bertscore_windowed"] = windowed
         record["key_fact_match"] = key_fact_match(record["answer"] or "", record["reference"])
+    print(f"BERTScore over windows (a text longer than the model's window, never truncated): {report.n_windowed} "
+          f"of {len(answered)} pairs ({report.windowed_candidates} answers, {report.windowed_references} references)")
     for record in records:
         record.setdefault("bertscore_f1", None)
         record.setdefault("key_fact_match", None)
-        record["retrieval_hit"] = (any(c.get("product_name") == record["product_name"] for c in record["retrieved"])
+        record["retrieval_hit"] = (retrieval_hit(record["product_name"], record["retrieved"])
                                    if record["approach"] != "finetune" and record["error"] is None else None)
     prefix = generated[0]["key"].split("answers/")[0]
     s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}scored.jsonl", Body=to_jsonl(records))

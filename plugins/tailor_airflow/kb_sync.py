@@ -13,7 +13,8 @@ from airflow.providers.amazon.aws.operators.bedrock import BedrockIngestDataOper
 from airflow.sdk import Param, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from tailor.config import parse_time_setting
+from tailor.config import parse_time_setting, parse_time_text
+from tailor.kb_sync import catalog_key_pattern
 from tailor_airflow.assets import KB_SYNCED
 from tailor_airflow.sensors import StrictIngestionJobSensor
 
@@ -26,11 +27,16 @@ CATALOG_KEY_PARAM = {
         "",
         type="string",
         maxLength=1024,
+        # Parse time reads the environment only: with prefixes changed in a config file, the task re-checks.
+        pattern=catalog_key_pattern(parse_time_text("catalog", "incoming_prefix", "catalog/incoming/"),
+                                    parse_time_text("catalog", "versions_prefix", "catalog/versions/"),
+                                    parse_time_text("catalog", "suffix", ".txt")),
         title="Catalog key",
         description=(
             "S3 key of one catalog drop to (re-)sync by hand, e.g. catalog/incoming/products.txt, or of an "
             "archived version to roll the Knowledge Base back to, e.g. catalog/versions/<version>/products.txt. "
-            "Leave empty to sync what triggered the run (or, for the polling DAG, every waiting drop)."
+            "Leave empty to sync what triggered the run (or, for the polling DAG, every waiting drop). Keys "
+            "elsewhere in the bucket are refused: a sync never reads, moves or deletes them."
         ),
     )
 }
@@ -47,14 +53,29 @@ def _store() -> CatalogStore:
     return CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix)
 
 
+def _param_key(params: dict[str, Any]) -> list[str] | None:
+    """The ``catalog_key`` of a manual run as an S3 key, or None; a key the sync may not touch fails the task."""
+    from tailor.config import settings
+    from tailor.exceptions import CatalogKeyError
+    from tailor.kb_sync import catalog_key_of
+
+    if not (value := (params.get("catalog_key") or "").strip()):
+        return None
+    cfg = settings()
+    try:
+        return [catalog_key_of(value, cfg.aws.bucket, cfg.catalog)]
+    except CatalogKeyError as error:
+        raise AirflowFailException(str(error)) from None
+
+
 @task
 def catalog_keys_from_events(**context: Any) -> list[str]:
     """Catalog keys from the triggering SQS/S3 events, or the ``catalog_key`` param of a manual run."""
     from tailor.config import settings
     from tailor.kb_sync import catalog_keys_from_messages, messages_from_asset_event_extras
 
-    if key := context["params"].get("catalog_key"):
-        return [key]
+    if (keys := _param_key(context["params"])) is not None:
+        return keys
     extras = [event.extra for events in context["triggering_asset_events"].values() for event in events]
     cfg = settings().catalog
     keys = catalog_keys_from_messages(messages_from_asset_event_extras(extras), cfg.incoming_prefix, cfg.suffix)
@@ -65,8 +86,8 @@ def catalog_keys_from_events(**context: Any) -> list[str]:
 @task
 def incoming_catalog_keys(**context: Any) -> list[str]:
     """Every drop waiting under the incoming prefix (or the ``catalog_key`` param of a manual run)."""
-    if key := context["params"].get("catalog_key"):
-        return [key]
+    if (keys := _param_key(context["params"])) is not None:
+        return keys
     keys = _store().incoming_keys()
     print(f"catalog drops waiting: {keys}")
     return keys

@@ -79,3 +79,22 @@ def test_every_serialized_param_renders_a_self_explanatory_form(serialized_dags:
 def test_the_form_check_catches_each_problem(schema: dict, description: str, default: object,
                                              expected: str) -> None:
     assert any(expected in p for p in form_problems("p", schema, description, default))
+
+
+@pytest.mark.parametrize(("judges", "valid"), [
+    (["amazon.nova-pro-v1:0", "us.meta.llama3-1-8b-instruct-v1:0"], True),
+    (["arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.meta.llama3-1-8b-instruct-v1:0"], True),
+    (["arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0"], True),
+    (["a b"], False), ([""], False), (["x" * 257], False), (["{{ conn.aws_default.password }}"], False),
+], ids=["ids", "profile-arn", "foundation-arn", "space", "empty", "too-long", "template"])
+def test_judge_models_form_accepts_only_bedrock_model_ids(serialized_dags: dict, judges: list[str],
+                                                          valid: bool) -> None:
+    from tailor.bedrock_ids import MODEL_ID_PATTERN
+
+    schema = serialized_dags["weekly_evaluation"].params.get_param("judge_models").schema
+    assert schema["items"]["pattern"] == MODEL_ID_PATTERN  # one definition, shared with the task's own check
+    if valid:
+        jsonschema.validate(judges, schema)
+    else:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(judges, schema)

@@ -94,3 +94,36 @@ def test_shutdown_joins_every_worker(model_path: Path) -> None:
     assert workers and all(w.is_alive() for w in workers)
     serving.shutdown()
     assert not serving._models and not any(w.is_alive() for w in workers)
+
+
+# --- InvokeEndpoint's details (the LMI/TGI contract) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("stop_reason", "finish_reason"),
+                         [("end_turn", "eos_token"), ("max_tokens", "length"), ("stop_sequence", "stop_sequence")])
+def test_details_report_why_generation_stopped(monkeypatch: pytest.MonkeyPatch, stop_reason: str,
+                                               finish_reason: str) -> None:
+    seen: dict = {}
+
+    def fake_chat(path: Path, messages: list, **kwargs: object) -> serving.Generation:
+        seen.update(kwargs)
+        return serving.Generation("Hello there", input_tokens=12, output_tokens=7, stop_reason=stop_reason)
+
+    monkeypatch.setattr(serving, "chat", fake_chat)
+    request = {"inputs": "Hi", "parameters": {"max_new_tokens": 7, "details": True, "do_sample": False}}
+    assert serving.generate(Path("m"), request) == {
+        "generated_text": "Hello there", "details": {"finish_reason": finish_reason, "generated_tokens": 7}}
+    assert seen["max_new_tokens"] == 7 and seen["temperature"] == 0.0
+    # without "details": true, the plain JumpStart body
+    assert serving.generate(Path("m"), {"inputs": "Hi", "parameters": {"details": False}}) == {
+        "generated_text": "Hello there"}
+    assert serving.generate(Path("m"), {"inputs": "Hi"}) == {"generated_text": "Hello there"}
+    with pytest.raises(ValueError, match="parameters.details must be true or false"):
+        serving.generate(Path("m"), {"inputs": "Hi", "parameters": {"details": "yes"}})
+
+
+def test_a_generation_cut_by_max_new_tokens_reports_length(model_path: Path) -> None:
+    body = serving.generate(model_path, {"inputs": "Describe a hydraulic press in detail.",
+                                         "parameters": {"max_new_tokens": 4, "details": True}})
+    assert body["details"] == {"finish_reason": "length", "generated_tokens": 4}
+    assert body["generated_text"]

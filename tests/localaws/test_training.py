@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from localaws.models import smollm2_dir
-from localaws.training import TrainingFailed, fine_tune_in_subprocess
+from localaws.training import (
+    DEFAULT_MAX_TRAINING_STEPS,
+    TrainingFailed,
+    evenly_spaced,
+    fine_tune_in_subprocess,
+    max_training_steps,
+    training_schedule,
+)
 from tests.conftest import SAMPLE_CATALOG
 
 
@@ -21,11 +30,25 @@ def test_fine_tune_runs_in_a_child_process_and_returns_its_metrics(tmp_path: Pat
                                                                "local_trainable_layers": "2"},
                                       tmp_path / "model", on_line=lines.append)
     assert metrics["train:steps"] >= 1 and metrics["train:loss"] < metrics["train:base_loss"]
+    assert metrics["train:capped"] == 0.0 and metrics["train:planned_steps"] == metrics["train:steps"]
     assert (tmp_path / "model" / "model.safetensors").stat().st_size > 100_000_000
     assert any(line.startswith("epoch 1/1 done") for line in lines), lines  # progress streamed to the server log
     started = [line for line in lines if line.startswith("training process ")]
     assert started and started[0] != f"training process {os.getpid()} started"  # another process trained
 
+
+def test_a_capped_job_logs_and_reports_its_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / "catalog.txt").write_bytes(Path(SAMPLE_CATALOG).read_bytes()[:3000])
+    monkeypatch.setenv("LOCALAWS_MAX_TRAINING_STEPS", "2")  # the child process inherits the environment
+    lines: list[str] = []
+    metrics = fine_tune_in_subprocess(smollm2_dir(), channel, {"epoch": "3", "max_input_length": "64",
+                                                               "local_trainable_layers": "1"},
+                                      tmp_path / "model", on_line=lines.append)
+    planned = int(metrics["train:planned_steps"])
+    assert metrics["train:steps"] == 2 and metrics["train:capped"] == 1.0 and planned >= 6
+    assert any(line.startswith(f"capped at 2 steps of {planned} ") for line in lines), lines
 
 def test_a_failing_algorithm_reports_its_own_error(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
@@ -62,3 +85,59 @@ def test_stopping_the_server_ends_a_running_training(tmp_path: Path) -> None:
     worker.join(30)
     assert not worker.is_alive() and "exited with -15" in outcome["failure"]
     assert processes and all(p.poll() is not None for p in processes) and not training._RUNNING
+
+
+# --- the step cap (pure functions, no model) --------------------------------------------------------------------
+
+
+def test_an_uncapped_schedule_is_whole_shuffled_epochs() -> None:
+    steps, planned = training_schedule(10, 4, 3, 0, random.Random(1))
+    assert planned == 9 and len(steps) == 9
+    assert [len(s) for s in steps] == [4, 4, 2] * 3  # each epoch ends in its own partial batch, as before
+    for epoch in range(3):
+        assert sorted(i for s in steps[epoch * 3 : epoch * 3 + 3] for i in s) == list(range(10))
+    assert training_schedule(10, 4, 3, 9, random.Random(1))[0] == steps  # a cap not reached changes nothing
+
+
+def test_a_300_kb_catalog_is_capped_and_sampled_evenly_across_the_corpus() -> None:
+    """~75k tokens / 256-token blocks = 293 blocks, 2 epochs of batch 4 (the local sizing): 148 steps -> 24."""
+    blocks, products = 293, 15
+    steps, planned = training_schedule(blocks, 4, 2, 24, random.Random(7))
+    assert (len(steps), planned) == (24, 148)
+    assert all(len(s) == 4 for s in steps)
+    seen = [i for s in steps for i in s]
+    assert len(seen) == len(set(seen)) == 96  # a partial pass: no block twice
+    per_product = Counter(i * products // blocks for i in seen)  # products are consecutive spans of the stream
+    assert sorted(per_product) == list(range(products))
+    assert max(per_product.values()) - min(per_product.values()) <= 1
+    assert min(seen) < blocks / 24 and max(seen) > blocks - blocks / 24  # the catalog's start and end both seen
+
+
+def test_a_cap_above_one_pass_trains_whole_passes_then_an_even_sample() -> None:
+    steps, planned = training_schedule(20, 4, 5, 8, random.Random(3))
+    assert (len(steps), planned) == (8, 25)
+    counts = Counter(i for s in steps for i in s)
+    assert set(counts) == set(range(20))  # one whole pass ...
+    assert sorted(i for i, c in counts.items() if c == 2) == evenly_spaced(12, 20)  # ... then 12 spread blocks
+    assert sum(counts.values()) == 32
+
+
+def test_a_cap_never_trains_more_epochs_than_asked() -> None:
+    steps, planned = training_schedule(5, 4, 2, 3, random.Random(0))
+    assert planned == 4 and len(steps) == 3
+    assert Counter(i for s in steps for i in s) == dict.fromkeys(range(5), 2)
+
+
+def test_evenly_spaced_indices() -> None:
+    assert evenly_spaced(3, 10) == [1, 5, 8]
+    assert evenly_spaced(10, 10) == list(range(10))
+    assert evenly_spaced(12, 5) == list(range(5)) and evenly_spaced(0, 5) == []
+
+
+def test_the_step_cap_comes_from_the_environment() -> None:
+    assert max_training_steps({}) == DEFAULT_MAX_TRAINING_STEPS == 24
+    assert max_training_steps({"LOCALAWS_MAX_TRAINING_STEPS": " 60 "}) == 60
+    assert max_training_steps({"LOCALAWS_MAX_TRAINING_STEPS": "0"}) == 0  # no cap
+    for bad in ("-1", "ten", "2.5"):
+        with pytest.raises(ValueError, match="LOCALAWS_MAX_TRAINING_STEPS=.* integer >= 0"):
+            max_training_steps({"LOCALAWS_MAX_TRAINING_STEPS": bad})

@@ -74,3 +74,50 @@ def test_a_failing_sample_is_recorded_and_the_batch_goes_on(ports: Ports) -> Non
 def test_unknown_approach_is_refused(ports: Ports) -> None:
     with pytest.raises(ValueError, match="rag, finetune, hybrid"):
         answer_batch("zero-shot", ITEMS, ports, SETTINGS)
+
+
+# --- why generation stopped: an answer cut by max_tokens is counted, not mistaken for a complete one -------------
+
+
+@pytest.mark.parametrize(("stop_reason", "truncated"),
+                         [("max_tokens", True), ("end_turn", False), ("stop_sequence", False), (None, None)])
+def test_rag_records_converse_stop_reason(ports: Ports, stop_reason: str | None, truncated: bool | None) -> None:
+    response = dict(ports.generator.converse.return_value)
+    if stop_reason is not None:
+        response["stopReason"] = stop_reason
+    ports.generator.converse.return_value = response
+    record = answer_batch("rag", ITEMS[:1], ports, SETTINGS)[0]
+    assert (record["stop_reason"], record["truncated"]) == (stop_reason, truncated)
+
+
+@pytest.mark.parametrize("approach", ["finetune", "hybrid"])
+@pytest.mark.parametrize(("details", "expected"), [
+    ({"finish_reason": "length", "generated_tokens": 64}, ("length", True, 64)),
+    ({"finish_reason": "eos_token", "generated_tokens": 9}, ("eos_token", False, 9)),
+    ({"finish_reason": "stop_sequence", "generated_tokens": 12}, ("stop_sequence", False, 12)),
+    (None, (None, None, None)),  # an endpoint that ignores "details": unknown, never guessed
+])
+def test_endpoint_records_finish_reason_from_details(ports: Ports, approach: str, details: dict | None,
+                                                     expected: tuple) -> None:
+    payload = {"generated_text": "160 litres."} | ({"details": details} if details else {})
+    body = json.dumps([payload] if approach == "hybrid" else payload).encode()  # TGI list and LMI dict shapes
+    ports.endpoint.invoke_endpoint.side_effect = lambda **_: {"Body": io.BytesIO(body)}
+    record = answer_batch(approach, ITEMS[:1], ports, SETTINGS)[0]
+    assert (record["stop_reason"], record["truncated"], record["output_tokens"]) == expected
+    assert record["answer"] == "160 litres." and record["error"] is None
+    parameters = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])["parameters"]
+    assert parameters["details"] is True and parameters["max_new_tokens"] == SETTINGS.max_tokens
+
+
+def test_a_failed_sample_has_no_stop_reason(ports: Ports) -> None:
+    ports.generator.converse.side_effect = ClientError({"Error": {"Code": "ValidationException", "Message": "x"}},
+                                                       "Converse")
+    record = answer_batch("rag", ITEMS[:1], ports, SETTINGS)[0]
+    assert record["error"] and record["stop_reason"] is None and record["truncated"] is None
+
+
+def test_the_default_generation_budget_fits_long_reference_answers() -> None:
+    """Reference answers run to 600 words (~800 Llama tokens): the default budget must not cut such an answer."""
+    from tailor.config import load_settings
+
+    assert load_settings(env={}).evaluation.max_tokens >= 1024

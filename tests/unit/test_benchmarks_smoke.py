@@ -207,8 +207,9 @@ def test_scale_on_paper_flags_the_mapped_task_limit_and_prices_the_run(monkeypat
 
 def test_runner_selects_sections_and_splices_them_into_the_document() -> None:
     names = [name for name, _, _ in run.SECTIONS]
-    assert names == ["parse", "judge", "warehouse", "bertscore", "local_aws", "live", "bakeoff", "scale"]
-    assert [s[0] for s in run.select(["judge,scale"])] == ["judge", "scale"] and len(run.select([])) == len(names)
+    assert names == ["parse", "judge", "warehouse", "bertscore", "local_aws", "live", "bakeoff", "scale", "realistic"]
+    assert [s[0] for s in run.select(["judge,scale"])] == ["judge", "scale"] and len(run.select([])) == len(names) - 1
+    assert "realistic" not in [s[0] for s in run.select([])] and run.select(["realistic"])[0][0] == "realistic"
     with pytest.raises(SystemExit):
         run.select(["nope"])
     old = run._wrap("judge", "## Judge\nold", 1.0, (0.1, 0.2), True)

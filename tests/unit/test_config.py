@@ -39,6 +39,7 @@ def test_load_settings_defaults() -> None:
         current_marker_key="catalog/current.json",
         suffix=".txt",
         max_bytes=5242880,
+        max_name_chars=200,
     )
     kb = settings.knowledge_base
     assert isinstance(kb, KnowledgeBaseSettings)
@@ -216,3 +217,28 @@ def test_bucket_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bucket() == DEFAULT_BUCKET
     monkeypatch.setenv("TAILOR__AWS__BUCKET", "other-bucket")
     assert bucket() == "other-bucket"
+
+
+@pytest.mark.parametrize(
+    "variable,value,says",
+    [("KNOWLEDGE_BASE__DATA_PREFIX", "", "must be a folder"),
+     ("KNOWLEDGE_BASE__DATA_PREFIX", "kb-data", "must be a folder"),
+     ("KNOWLEDGE_BASE__DATA_PREFIX", "/kb-data/", "must be a folder"),
+     ("KNOWLEDGE_BASE__DATA_PREFIX", "catalog/", "overlap"),
+     ("KNOWLEDGE_BASE__DATA_PREFIX", "catalog/versions/kb/", "overlap"),
+     ("KNOWLEDGE_BASE__DATA_PREFIX", "finetune/", "overlap"),
+     ("KNOWLEDGE_BASE__DATA_PREFIX", "eval/", "overlap"),
+     ("EVALUATION__OUTPUT_PREFIX", "kb-data/eval/", "overlap"),
+     ("CATALOG__QUARANTINE_PREFIX", "", "must be a folder"),
+     ("CATALOG__CURRENT_MARKER_KEY", "kb-data/current.json", "overlap")],
+)
+def test_layouts_that_would_let_a_sync_delete_other_data_are_refused_at_load(variable: str, value: str,
+                                                                              says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_settings(env={f"TAILOR__{variable}": value})
+
+
+def test_a_layout_of_separate_folders_is_accepted() -> None:
+    cfg = load_settings(env={"TAILOR__KNOWLEDGE_BASE__DATA_PREFIX": "kb/docs/", "TAILOR__EVALUATION__OUTPUT_PREFIX":
+                             "results/weekly/"})
+    assert (cfg.knowledge_base.data_prefix, cfg.evaluation.output_prefix) == ("kb/docs/", "results/weekly/")

@@ -14,11 +14,14 @@ import pytest
 
 from tailor.catalog import SECTIONS, parse_catalog
 from tailor.config import CatalogSettings, load_settings
+from tailor.exceptions import CatalogKeyError, CatalogValidationError
 from tailor.kb_sync import (
     _slug,
     CatalogStore,
     Checked,
+    catalog_key_of,
     catalog_keys_from_messages,
+    document_keys,
     messages_from_asset_event_extras,
 )
 
@@ -626,3 +629,102 @@ def test_incoming_keys_paginates(s3: Any, store: CatalogStore, clock: Clock) -> 
     keys = store.incoming_keys()
     assert len(keys) == 1005
     assert keys[0] == f"{INCOMING}0000.txt" and keys[-1] == f"{INCOMING}1004.txt"
+
+
+# --- what no Param or setting may read, move or delete ----------------------------------------------------------
+
+PROTECTED = ["catalog/versions/a.txt", "catalog/current.json", "finetune/champion.json", "kb-data/vortex-mixer-1234.txt",
+             "eval/run-1/judged.jsonl", "catalog/quarantine/old.txt", "catalog/incoming/../current.json",
+             "catalog/incoming/", "catalog/versions/", "catalog/incoming/notes.md"]
+
+
+@pytest.mark.parametrize("key", PROTECTED)
+def test_catalog_key_outside_the_drop_and_version_folders_is_refused(key: str, settings: CatalogSettings) -> None:
+    with pytest.raises(CatalogKeyError, match="is not a catalog file"):
+        catalog_key_of(key, BUCKET, settings)
+
+
+@pytest.mark.parametrize("key", ["catalog/current.json", "finetune/champion.json", "kb-data/doc.txt"])
+def test_check_never_moves_or_deletes_an_object_a_param_names(s3: Any, store: CatalogStore, key: str) -> None:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")  # not a valid catalog: the old code "quarantined" it
+    with pytest.raises(CatalogKeyError):
+        store.check([key])
+    assert body(s3, key) == b"{}" and keys_under(s3, "catalog/quarantine/") == []
+
+
+def test_catalog_key_as_s3_uri_is_understood_or_refused(settings: CatalogSettings) -> None:
+    assert catalog_key_of(f"s3://{BUCKET}/catalog/incoming/a.txt", BUCKET, settings) == "catalog/incoming/a.txt"
+    assert catalog_key_of(" catalog/versions/abc/a.txt ", BUCKET, settings) == "catalog/versions/abc/a.txt"
+    with pytest.raises(CatalogKeyError, match="names bucket 'other'"):
+        catalog_key_of("s3://other/catalog/incoming/a.txt", BUCKET, settings)
+
+
+def test_an_invalid_archived_version_is_reported_but_never_moved(s3: Any, store: CatalogStore) -> None:
+    key = "catalog/versions/abc123/products.txt"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"not a catalog")
+    checked = store.check([key])
+    assert checked.catalog_key is None and checked.quarantined[0]["quarantine_key"] == key
+    assert body(s3, key) == b"not a catalog" and keys_under(s3, "catalog/quarantine/") == []
+    with pytest.raises(CatalogKeyError, match="only drops under catalog/incoming/ are moved"):
+        store.quarantine(key, CatalogValidationError([]))
+
+
+@pytest.mark.parametrize("prefix", ["", "kb-data", "/"])
+def test_a_data_prefix_that_is_not_a_folder_is_refused_before_any_delete(s3: Any, settings: CatalogSettings,
+                                                                          prefix: str) -> None:
+    with pytest.raises(CatalogKeyError, match="non-empty folder"):
+        CatalogStore(s3, BUCKET, settings, prefix)
+
+
+def test_stage_deletes_nothing_outside_the_data_prefix(s3: Any, store: CatalogStore) -> None:
+    others = ["catalog/current.json", "finetune/champion.json", "eval/run/judged.jsonl", "kb-data.txt", "kb-datax/a"]
+    for key in others:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key=f"{INCOMING}one.txt", Body=catalog_bytes("Alpha Pump"))
+    store.stage(f"{INCOMING}one.txt")
+    assert all(body(s3, key) == b"{}" for key in others)
+
+
+def test_two_products_sharing_a_document_key_are_rejected_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailor.kb_sync as kb_sync
+
+    catalog = parse_catalog(catalog_bytes("Alpha Pump", "Beta Valve"), "c.txt")
+    assert len(document_keys(catalog, DATA_PREFIX)) == 2
+    monkeypatch.setattr(kb_sync, "_slug", lambda name: "same")  # a hash collision, forced
+    with pytest.raises(CatalogValidationError) as caught:
+        document_keys(catalog, DATA_PREFIX)
+    issue = caught.value.issues[0]
+    assert issue.rule == "document_key_collision" and issue.line == 7
+    assert '"Alpha Pump" (line 1) and "Beta Valve"' in issue.message and "kb-data/same.txt" in issue.message
+
+
+def test_a_colliding_catalog_is_quarantined_at_validation(s3: Any, store: CatalogStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailor.kb_sync as kb_sync
+
+    monkeypatch.setattr(kb_sync, "_slug", lambda name: "same")
+    s3.put_object(Bucket=BUCKET, Key=f"{INCOMING}two.txt", Body=catalog_bytes("Alpha Pump", "Beta Valve"))
+    checked = store.check([f"{INCOMING}two.txt"])
+    assert checked.catalog_key is None and "would share the Knowledge Base document" in checked.quarantined[0]["error"]
+    assert keys_under(s3, DATA_PREFIX) == []
+
+
+def test_metadata_sidecar_of_the_longest_allowed_name_stays_far_under_10_kb() -> None:
+    from tailor.kb_sync import METADATA_MAX_BYTES, document_metadata
+
+    name = "\U0001f527" * 200  # 200 astral characters: JSON escapes each as a 12-byte surrogate pair
+    catalog = parse_catalog(catalog_bytes(name), "c.txt")
+    size = len(document_metadata(catalog.products[0], catalog.version).encode())
+    assert size < METADATA_MAX_BYTES / 3, size
+
+
+@pytest.mark.parametrize("key", PROTECTED + ["s3://tailor-bakeoff/kb-data/a.txt"])
+def test_the_sync_dags_catalog_key_param_refuses_what_the_code_refuses(key: str) -> None:
+    from airflow.sdk import Param
+    from tailor_airflow.kb_sync import CATALOG_KEY_PARAM
+
+    param: Param = CATALOG_KEY_PARAM["catalog_key"]
+    with pytest.raises(Exception, match="does not match"):
+        Param(key, **param.schema).resolve()
+    for good in ("", "catalog/incoming/products.txt", "s3://tailor-bakeoff/catalog/versions/0123456789ab/p.txt"):
+        assert Param(good, **param.schema).resolve() == good

@@ -26,7 +26,7 @@ from tailor.metrics import (
     percentile,
     t_ppf,
 )
-from tailor.metrics.bertscore import CausalLMTokenizer, is_decoder_only
+from tailor.metrics.bertscore import BertScoreReport, CausalLMTokenizer, is_decoder_only, sentence_windows
 from tailor.metrics.stats import t_cdf
 
 # --- key facts -------------------------------------------------------------------------------------------------
@@ -168,6 +168,102 @@ def test_key_fact_match_counts_each_fact_once_and_ignores_extras() -> None:
 
 def test_key_fact_match_wrong_sign_is_wrong() -> None:
     assert key_fact_match("a dew point of 40 °C", "a dew point of -40 °C") == 0.0
+
+
+# --- key facts of long references (150-600 word answers: intro, numbered list, closing paragraph) ---------------
+
+LONG_REFERENCE = """The TW-AD340 adsorption dryer must be serviced by a qualified technician, and the whole
+procedure takes about 45 minutes. Before you start, make sure the dryer has been isolated and depressurised,
+because the vessels hold compressed air even when the unit is switched off. The following steps describe the
+filter change in detail.
+
+1. Switch the dryer off at the control panel and wait until fault code E-14 (purge valve open) has cleared.
+2. Isolate the electrical supply: the unit runs on 400 V, 3-phase, and the heater alone draws 7.5 kW, so apply your
+   personal padlock and tag to the main isolator before opening any cover.
+3. Close the inlet and outlet valves and vent the vessels until the gauge shows 0 bar.
+4. Remove the housing bolts and replace the filter cartridge with a new TW-AD340-FLT-02 element; never fit a
+   cartridge from another dryer series.
+5. Restart the dryer and check that the purge pressure settles between 0.5–2.0 bar within 10 minutes.
+6. Record the change in the maintenance log.
+
+Note that the dryer weighs 1,450 kg, so it must not be moved without a forklift, and that it is rated for ambient
+temperatures down to -20 °C. If E-14 reappears after the restart, stop the unit and call service."""
+
+LONG_FACTS = {"tw-ad340", "45 minutes", "e-14", "400 v", "3", "7.5 kw", "0 bar", "tw-ad340-flt-02", "0.5 bar",
+              "2 bar", "10 minutes", "1450 kg", "-20 °c"}
+
+CORRECT_LONG_ANSWER = """Servicing the TW-AD340 dryer takes roughly 45 minutes and should be done by a qualified person.
+
+- First switch the unit off at the panel and let fault E-14 clear.
+- Lock out the 400 V three-phase supply (3 phases; the heater uses 7.5 kW) with your own padlock and tag.
+- Shut both valves and vent until the gauge reads 0 bar.
+- Fit a new TW-AD340-FLT-02 cartridge; cartridges of other series do not fit.
+- After the restart the purge pressure should settle at 0.5 to 2 bar in 10 minutes.
+
+Keep in mind the unit weighs 1450 kg and works at ambient temperatures as low as -20 °C."""
+
+
+def test_key_facts_of_a_long_reference_skip_list_markers_and_keep_part_numbers_whole() -> None:
+    facts = key_facts(LONG_REFERENCE)
+    assert facts == LONG_FACTS
+    assert not {"1", "4", "5", "6", "2", "02", "340"} & facts  # list markers and code digits are no facts
+
+
+def test_a_correct_long_answer_scores_full_marks() -> None:
+    assert len(LONG_REFERENCE.split()) > 200
+    assert key_fact_match(CORRECT_LONG_ANSWER, LONG_REFERENCE) == 1.0  # bullets instead of numbers cost nothing
+
+
+@pytest.mark.parametrize(
+    ("correct", "wrong", "lost"),
+    [
+        ("400 V", "230 V", "400 v"),
+        ("7.5 kW", "5.5 kW", "7.5 kw"),
+        ("-20 °C", "20 °C", "-20 °c"),
+        ("0.5 to 2 bar", "0.5 to 3 bar", "2 bar"),
+        ("1450 kg", "1,540 kg", "1450 kg"),
+        ("TW-AD340-FLT-02", "TW-AD340-FLT-03", "tw-ad340-flt-02"),
+        ("fault E-14", "fault E-41", "e-14"),
+    ],
+)
+def test_one_wrong_value_in_a_long_answer_loses_exactly_that_fact(correct: str, wrong: str, lost: str) -> None:
+    assert correct in CORRECT_LONG_ANSWER
+    answer = CORRECT_LONG_ANSWER.replace(correct, wrong)
+    assert key_facts(CORRECT_LONG_ANSWER) - key_facts(answer) == {lost}
+    assert key_fact_match(answer, LONG_REFERENCE) == pytest.approx((len(LONG_FACTS) - 1) / len(LONG_FACTS))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["Fit a TW-AD340 cartridge.", "Fit a TW-AD340-FLT-02X cartridge.", "Fit a TW-AD340-FLT cartridge.",
+     "Fit an XTW-AD340-FLT-02 cartridge.", "Fit a TW-AD340-FLT-02-B cartridge.", "Fit cartridge 02."],
+)
+def test_part_numbers_match_as_whole_tokens_only(answer: str) -> None:
+    assert key_fact_match(answer, "Fit a TW-AD340-FLT-02 cartridge.") == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["Fit a tw-ad340-flt-02 cartridge.", "Fit (TW-AD340-FLT-02).", "Cartridge: TW-AD340-FLT-02\nDone.",
+     "an IP65-rated TW-AD340-FLT-02-based kit"],
+)
+def test_part_numbers_match_whatever_surrounds_them(answer: str) -> None:
+    assert key_fact_match(answer, "Fit a TW-AD340-FLT-02 cartridge.") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1. Switch off.\n2. Wait 10 minutes.\n(3) Vent.\n4) Close.\nStep 5: Restart.", {"10 minutes"}),
+        ("Quantity: 4\n- 400 V", {"4", "400 v"}),  # the next list line does not lend its unit
+        ("Rated power: 7.5 kW\nSupply voltage: 400 V\nWeight: 1\u202f450 kg", {"7.5 kw", "400 v", "1450 kg"}),
+        ("It holds 1.5 l.\n2.5 kW heater", {"1.5 l", "2.5 kw"}),  # a decimal at a line start is no marker
+        ("The IP65-rated VM-200-based unit", {"ip65", "vm-200"}),
+        ("It runs 3-phase on a 200-litre bowl", {"3", "200"}),  # digits first: not a code
+    ],
+)
+def test_key_facts_of_list_shaped_text(text: str, expected: set[str]) -> None:
+    assert key_facts(text) == expected
 
 
 # --- statistics ------------------------------------------------------------------------------------------------
@@ -421,6 +517,35 @@ def test_is_decoder_only() -> None:
                                                is_encoder_decoder=True))
 
 
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_sentence_windows_fit_and_cover_the_text_in_order() -> None:
+    text = ("One two three four. Five six seven.\nEight nine ten eleven twelve! Thirteen fourteen? "
+            "Fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree.\n1.5 kW stays whole.")
+    windows = sentence_windows(text, words, 8)
+    assert all(words(w) <= 8 for w in windows)
+    assert " ".join(windows).split() == text.split()  # no overlap, nothing lost, in order
+    assert windows == ["One two three four. Five six seven.",  # whole sentences while they fit
+                       "Eight nine ten eleven twelve! Thirteen fourteen? Fifteen",  # a long one is cut by words
+                       "sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree.",
+                       "1.5 kW stays whole."]
+    assert sentence_windows("First line\nsecond line", words, 3) == ["First line", "second line"]
+
+
+def test_sentence_windows_of_a_text_that_fits_is_the_text() -> None:
+    assert sentence_windows("  A short answer. Two sentences.\n", words, 8) == ["A short answer. Two sentences."]
+    assert sentence_windows("tiny " + "x" * 50 + " end", lambda t: len(t), 10) == ["tiny", "x" * 50, "end"]
+
+
+def test_score_report_without_a_model_for_blank_texts() -> None:
+    scorer = BertScorer("/nonexistent/model", num_layers=8)
+    report = scorer.score_report(["", "a"], ["b", " "])
+    assert report == BertScoreReport([(0.0, 0.0, 0.0)] * 2, [False, False], 0, 0) and report.n_windowed == 0
+    assert not scorer.loaded
+
 # --- BERTScore: the real local model (one shared scorer) ------------------------------------------------------
 
 REFERENCE = ("The Fjord Hydraulic Press HP-450 delivers a maximum press force of 450 kN from a system pressure "
@@ -545,6 +670,79 @@ def test_local_tokenizer_is_adapted(scorer: BertScorer) -> None:
     assert tokenizer.pad_token_id is not None
     assert len(inner._model.layers) == LOCAL_NUM_LAYERS
 
+
+
+# --- BERTScore of texts longer than the model's window (never truncated) -------------------------------------
+
+SECOND_PART = """Daily checks are short but they matter. Look at the condensate drain and make sure it cycles every few
+minutes; a drain that stays closed floods the vessel and wets the desiccant, which then has to be replaced at great
+cost. Listen for air leaks around the pipe unions, because a leak of a few millimetres wastes more energy than the
+heater uses in a day. Read the dew-point display and compare it with the value recorded at commissioning.
+
+Weekly, open the control cabinet with the supply isolated and check that the cooling fan turns freely and that its
+grille is free of dust. Tighten any terminal that shows discoloration, and replace a contactor whose contacts are
+pitted. Clean the touch screen with a dry cloth only; solvents damage its coating.
+
+Every year, have the safety valves tested and certified by an approved body, replace the silencer inserts, and send
+a sample of the desiccant to the laboratory. Keep every certificate with the machine file, since the insurer asks
+for them after any incident. When the dryer is taken out of service for a long period, depressurise it completely,
+close all valves, disconnect the supply and cover the inlet and outlet flanges against dust and insects.
+
+Before the dryer is started again after such a period, inspect the desiccant through the sight glass: it must be
+dry and free-flowing, without dust or lumps. Purge the vessels for an hour with the outlet valve closed, check
+that the switching valves change over without delay, and verify that the dew point falls to its usual value
+within a working day. If it does not, the desiccant has probably absorbed moisture during storage and must be
+regenerated or replaced before the dryer supplies any production line again."""
+
+
+def test_local_short_texts_score_exactly_as_bert_score_did(scorer: BertScorer) -> None:
+    cands, refs = [para for _, para, _ in PAIRS] + [UNRELATED], [ref for ref, _, _ in PAIRS] + [REFERENCE]
+    report = scorer.score_report(cands, refs)
+    precision, recall, f1 = scorer.scorer.score(cands, refs, batch_size=scorer.batch_size)  # bert_score itself
+    assert report.scores == list(zip(precision.tolist(), recall.tolist(), f1.tolist(), strict=True))  # bit-equal
+    assert report.windowed == [False] * 4 and (report.windowed_candidates, report.windowed_references) == (0, 0)
+
+
+def test_local_window_matching_is_bert_score_greedy_matching(scorer: BertScorer) -> None:
+    """The windowed path on texts that fit (one window each) reproduces bert_score's own numbers."""
+    cands, refs = [para for _, para, _ in PAIRS] + [UNRELATED], [ref for ref, _, _ in PAIRS] + [REFERENCE]
+    for ours, theirs in zip(scorer._score_windows(cands, refs), scorer.score(cands, refs), strict=True):
+        assert ours == pytest.approx(theirs, abs=1e-5)
+
+
+def test_local_long_texts_are_scored_over_windows_not_truncated(scorer: BertScorer) -> None:
+    reference = LONG_REFERENCE + "\n\n" + SECOND_PART
+    assert not scorer._fits(reference) and scorer._fits(LONG_REFERENCE)
+    assert all(scorer._fits(w) for w in scorer._windows(reference)) and len(scorer._windows(reference)) == 2
+    # right for the reference's first window (~500 tokens), then about something else
+    head = scorer._windows(reference)[0]
+    wrong_tail = head + "\n\n" + " ".join([UNRELATED] * 12)[: len(reference) - len(head)]
+    report = scorer.score_report([reference, wrong_tail, LONG_REFERENCE, PARAPHRASE],
+                                 [reference, reference, reference, REFERENCE])
+    assert report.windowed == [True, True, True, False]
+    assert (report.windowed_candidates, report.windowed_references, report.n_windowed) == (2, 3, 3)
+    (_, _, f_same), (_, r_tail, f_tail), (p_part, r_part, _), short = report.scores
+    assert f_same == pytest.approx(1.0, abs=1e-5)
+    truncated = scorer.scorer.score([wrong_tail, LONG_REFERENCE], [reference, reference])  # bert_score: 512 tokens
+    assert float(truncated[2][0]) > 0.99  # blind to everything past the window
+    assert f_tail < float(truncated[2][0]) - 0.02 and r_tail < 0.975
+    assert float(truncated[1][1]) > r_part + 0.01  # the missing second half: truncation saw little of it
+    assert p_part > 0.99  # what the partial answer says is all in the reference
+    assert short == scorer.score([PARAPHRASE], [REFERENCE])[0]  # a short pair beside long ones: unchanged
+
+
+def test_local_idf_counts_every_token_of_a_long_text(scorer: BertScorer) -> None:
+    inner = copy.copy(scorer.scorer)
+    inner._idf = True
+    idf_scorer = BertScorer(scorer.model_type, scorer.num_layers, batch_size=8, idf=True)
+    idf_scorer._scorer = inner
+    reference = LONG_REFERENCE + "\n\n" + SECOND_PART + " Quetzalcoatl."  # a rare word past token 512
+    idf_scorer.fit_idf([reference, REFERENCE])
+    rare = [t for t in inner._tokenizer.encode(" Quetzalcoatl", add_special_tokens=False)
+            if t not in set(inner._tokenizer.encode(reference[:200], add_special_tokens=False))]
+    assert rare and all(inner._idf_dict[t] == pytest.approx(math.log(3 / 2)) for t in rare)  # seen once, not never
+    (p, r, f), = idf_scorer.score([reference], [reference])
+    assert f == pytest.approx(1.0, abs=1e-5)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

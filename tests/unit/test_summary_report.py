@@ -342,3 +342,66 @@ def test_rows_load_into_the_sqlite_warehouse(summaries: list[ApproachSummary], t
         avg = conn.execute("SELECT AVG(score) FROM eval_score WHERE approach = 'rag' AND metric = 'bertscore_f1'")
         assert avg.fetchone()[0] == pytest.approx(0.85)
     assert stored == {"rag": "partial", "finetune": "complete", "hybrid": "failed"}
+
+
+# --- answers cut at the generation budget and BERTScore windows -------------------------------------------------
+
+
+def truncation_records() -> list[dict]:
+    """rag: 2 of 3 known cut (one answer without a stop reason); finetune: none known; hybrid: 0 of 2 cut."""
+    return [
+        record("s1", "rag", stop_reason="max_tokens", truncated=True, bertscore_windowed=True),
+        record("s2", "rag", stop_reason="max_tokens", truncated=True),
+        record("s3", "rag", stop_reason="end_turn", truncated=False, bertscore_windowed=False),
+        record("s4", "rag", stop_reason=None, truncated=None, bertscore_windowed=True),
+        record("s5", "rag", error="throttled", stop_reason=None, truncated=True, bertscore_windowed=True),
+        record("s1", "finetune"),  # a record written before stop reasons were recorded
+        record("s1", "hybrid", stop_reason="eos_token", truncated=False),
+        record("s2", "hybrid", stop_reason="stop_sequence", truncated=False),
+    ]
+
+
+@pytest.fixture(scope="module")
+def cut(table: tuple[Prices, Usage]) -> dict[str, ApproachSummary]:
+    prices, usage = table
+    return by_approach(summarize(truncation_records(), prices=prices, usage=usage, endpoint_instance_type=INSTANCE))
+
+
+def test_truncated_answers_are_counted_per_approach(cut: dict[str, ApproachSummary]) -> None:
+    counts = {a: (s.n_truncated, s.n_truncation_known, s.n_bertscore_windowed) for a, s in cut.items()}
+    # errored records count for nothing; unknown stop reasons are neither cut nor complete
+    assert counts == {"rag": (2, 3, 2), "finetune": (0, 0, 0), "hybrid": (0, 2, 0)}
+
+
+def test_truncation_columns_end_the_csv_after_the_existing_ones(cut: dict[str, ApproachSummary]) -> None:
+    parsed = list(csv.reader(io.StringIO(write_summary_csv(list(cut.values())))))
+    header = parsed[0]
+    assert header[:19] == list(SUMMARY_COLUMNS[:19]) and header[18] == "status"  # existing columns unchanged
+    assert header[19:] == ["n_truncated", "n_truncation_known", "n_bertscore_windowed"]
+    rows = {row[0]: dict(zip(header, row, strict=True)) for row in parsed[1:]}
+    assert [rows[a]["n_truncated"] for a in ("rag", "finetune", "hybrid")] == ["2", "", "0"]  # '' = unknown
+    assert [rows[a]["n_truncation_known"] for a in ("rag", "finetune", "hybrid")] == ["3", "0", "2"]
+    assert rows["rag"]["n_bertscore_windowed"] == "2"
+    assert "n_truncated" not in RUN_COLUMNS  # the warehouse schema is unchanged
+
+
+def test_truncation_in_the_console_table(cut: dict[str, ApproachSummary]) -> None:
+    lines = format_table(list(cut.values())).splitlines()
+    header = lines[0].split()
+    assert header.index("truncated") < header.index("status")
+    assert "2/3" in lines[2] and "n/a" in lines[3] and "0/2" in lines[4]
+
+
+def test_truncation_and_windows_in_the_report(cut: dict[str, ApproachSummary]) -> None:
+    page = render_report(list(cut.values()), run_id="r", dataset_version="d", generated_at=STARTED, notes=[])
+    text = " ".join(parse(page).text)
+    assert "<th>truncated</th>" in page and "<td>2/3</td>" in page and "<td>0/2</td>" in page
+    assert "Answers cut at the token budget: RAG 2 of 3." in text
+    assert "never truncated): RAG 2 of 4." in text  # 2 of the 4 scored answers
+    assert "answers cut at the generation budget (evaluation.max_tokens)" in text  # the glossary
+
+
+def test_a_run_without_cut_answers_or_windows_says_nothing_of_them(summaries: list[ApproachSummary]) -> None:
+    text = " ".join(parse(render_report(summaries, run_id="r", dataset_version="d", generated_at=STARTED,
+                                        notes=[])).text)  # fmt: skip
+    assert "cut at the token budget" not in text and "sentence windows" not in text

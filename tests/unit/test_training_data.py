@@ -419,9 +419,14 @@ def test_load_qa_relative_path_is_under_include() -> None:
 
 def test_load_qa_missing_path(tmp_path: Path) -> None:
     with pytest.raises(QADatasetError, match="QA file not found"):
-        load_qa(str(tmp_path / "nope.json"))
-    with pytest.raises(QADatasetError, match="QA file not found"):
         load_qa("data/qa/does-not-exist.json")
+    with pytest.raises(QADatasetError, match="QA file not found"):
+        load_qa(str(INCLUDE_DIR / "data" / "qa" / "does-not-exist.json"))
+    # outside include/ the answer is the same whether the file exists or not: no probing of the host
+    (tmp_path / "exists.json").write_bytes(qa_bytes([qa_item()]))
+    for name in ("nope.json", "exists.json"):
+        with pytest.raises(QADatasetError, match=r"outside .*; local files are read under"):
+            load_qa(str(tmp_path / name))
 
 
 def test_load_qa_s3_needs_a_client() -> None:
@@ -505,3 +510,41 @@ def test_invoke_jumpstart_sampling() -> None:
 def test_invoke_jumpstart_bad_response() -> None:
     with pytest.raises(ValueError, match="unexpected endpoint response"):
         invoke_jumpstart(fake_runtime(b'{"error": "model not loaded"}'), "ep", "Q", max_new_tokens=8)
+
+
+# --- leak check in any script ------------------------------------------------------------------------------------
+
+NON_LATIN_TEST = [
+    {"product_name": "Vortex Mixer VM-200", "question": "VM-200のボウル容量は何リットルですか？",
+     "answer": "ボウル容量は200リットルです。"},
+    {"product_name": "Vortex Mixer VM-200", "question": "Каков объём чаши VM-200?",
+     "answer": "Объём чаши — 200 литров."},
+    {"product_name": "Vortex Mixer VM-200", "question": "Πόση είναι η χωρητικότητα του κάδου του VM-200;",
+     "answer": "Ο κάδος χωράει 200 λίτρα."},
+]
+#: Training text in the same scripts, about the same product, without any of the test questions.
+NON_LATIN_TRAINING = ("VM-200の最高回転数は毎分1500回転です。モーターを止めてから蓋を開けてください。\n"
+                      "Какова максимальная скорость VM-200? 1500 об/мин.\n"
+                      "Ποια είναι η μέγιστη ταχύτητα του VM-200; 1500 στροφές.")
+
+
+def test_non_latin_test_set_has_no_false_leak() -> None:
+    """BUG: normalise() kept only [a-z0-9], so every question here was "vm 200", found in any text naming it."""
+    test_set = parse_qa(qa_bytes(NON_LATIN_TEST), "test.json")
+    assert_no_test_leak({"catalog.txt": NON_LATIN_TRAINING}, test_set)
+
+
+@pytest.mark.parametrize("index", range(len(NON_LATIN_TEST)), ids=["japanese", "russian", "greek"])
+def test_non_latin_leak_is_found(index: int) -> None:
+    test_set = parse_qa(qa_bytes(NON_LATIN_TEST), "test.json")
+    question = NON_LATIN_TEST[index]["question"]
+    files = training_files("instruction_tuning", validate_file(SAMPLE_CATALOG),
+                           parse_qa(qa_bytes([{**NON_LATIN_TEST[index], "question": question.upper() + "!!"}]), "t"))
+    with pytest.raises(ValueError, match="^1 test question") as info:
+        assert_no_test_leak({**files, "extra.txt": NON_LATIN_TRAINING}, test_set)
+    assert repr(question) in str(info.value)
+
+
+def test_punctuation_only_question_is_no_leak() -> None:
+    test_set = parse_qa(qa_bytes([qa_item("?!"), qa_item()]), "test.json")
+    assert_no_test_leak({"a.txt": "Any training text at all."}, test_set)

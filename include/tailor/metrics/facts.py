@@ -14,12 +14,19 @@ Normal form (what :func:`key_facts` returns):
   stays nanometres;
 * ranges and pairs share the unit written once: ``20 to 180 rpm``, ``20-180 rpm``, ``12/7 °C`` ->
   ``20 rpm``, ``180 rpm`` / ``12 °c``, ``7 °c`` (``to``, ``-``, ``–``, ``/``, ``and``, ``or``);
-* model codes, lower-case as written: ``VM-200`` -> ``vm-200``, ``R513A`` -> ``r513a``, ``IP65``/``IP 65`` ->
-  ``ip65``. Letters then digits with a hyphen, or upper-case letters directly followed by digits; their digits
-  are not numbers of their own (``VM-200`` yields no ``-200``).
+* model and part codes, lower-case as written, each one whole token: ``VM-200`` -> ``vm-200``,
+  ``TW-AD340-FLT-02`` -> ``tw-ad340-flt-02``, ``E-14`` -> ``e-14``, ``R513A`` -> ``r513a``, ``IP65``/``IP 65`` ->
+  ``ip65``. A hyphen-joined token that starts with a letter and has a digit, or upper-case letters directly
+  followed by digits; trailing lower-case words are not part of it (``IP65-rated`` -> ``ip65``). Its digits are
+  not numbers of their own (``VM-200`` yields no ``-200``, ``TW-AD340-FLT-02`` no ``2``), and a code matches only
+  the same whole code (``TW-AD340`` does not answer ``TW-AD340-FLT-02``);
+* long references: numbered-list and step markers at the start of a line (``1.``, ``2)``, ``(3)``,
+  ``Step 4:``) are structure, not facts (an answer written as bullets loses nothing); a range joiner never spans
+  a line break (``Quantity: 4`` then ``- 400 V`` is not ``4 v``); thin-space digit groups read like commas
+  (``1 450 kg`` with U+202F or U+2009 -> ``1450 kg``).
 
 Not handled, on purpose: unit conversion (``3 kW`` is not ``3000 W``), decimal commas (``2,5 bar`` reads as
-``2`` and ``5 bar``), numbers written as words without a unit, dates.
+``2`` and ``5 bar``), numbers written as words without a unit, dates, codes joined by ``/`` (``TW-1/2``).
 """
 
 from __future__ import annotations
@@ -113,19 +120,25 @@ _WORDS = {
     "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
 }
 _NUMBER = (r"(?:(?<![\w.])(?P<sign>[-−]))?"
-           r"(?<![\w.])(?P<num>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?"
+           r"(?<![\w.])(?P<num>\d{1,3}(?:[,\u2009\u202f]\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?"
            rf"|(?i:{'|'.join(sorted(_WORDS, key=len, reverse=True))})(?=\s*(?:{_UNIT})(?![\w³²]))"
            r")")
 # A unit may be glued to the number ("3000rpm", "30%"); without one, the number must end a word ("2nd" is none).
 _FACT = re.compile(rf"{_NUMBER}(?:[ \t\u00a0\u202f]*(?P<unit>{_UNIT})(?![\w³²/-])|(?![\w]))", re.IGNORECASE)
-# A hyphen, or upper-case letters glued to digits: VM-200, AF-3015, R513A, M8. IP ratings also with a space.
-_CODE = re.compile(r"(?<![\w/-])(?:(?P<ip>IP)\s?(?P<ipnum>\d{2})|(?P<code>[A-Za-z]{1,6}-\d+[A-Za-z0-9]*"
-                   r"|[A-Z]{1,6}\d+[A-Z0-9]*))(?![\w/-])", re.IGNORECASE)
-_RANGE_JOINER = re.compile(r"^\s*(?:-|–|—|/|to|and|or|up to)\s*$", re.IGNORECASE)
+# IP ratings (also with a space), else a whole hyphen-joined alphanumeric token (atomic: a code is never cut
+# short to fit); :func:`_code` decides whether the token is a code. "/" around it makes it a unit ("m3/h").
+_CODE = re.compile(r"(?<![\w/-])(?:(?P<ip>IP)\s?(?P<ipnum>\d{2})(?![\w/-])"
+                   r"|(?P<token>(?>[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*))(?![\w/]))", re.IGNORECASE)
+_PLAIN_CODE = re.compile(r"[A-Z][A-Za-z]{0,5}\d[A-Za-z0-9]*")  # R513A, M8, AD340: upper-case letters, then digits
+# Numbered-list and step markers at the start of a line ("1.", "2)", "(3)", "Step 4:") are structure, not facts.
+_LIST_MARKER = re.compile(r"^[ \t]*(?:step[ \t]+\d{1,3}[ \t]*[:.)]|\(?\d{1,3}[.)])(?=\s)",
+                          re.IGNORECASE | re.MULTILINE)
+# Joiners of a range or pair, within one line (a list's next line never shares the previous line's unit).
+_RANGE_JOINER = re.compile(r"^[ \t\u00a0\u202f]*(?:-|–|—|/|to|and|or|up to)[ \t\u00a0\u202f]*$", re.IGNORECASE)
 
 
 def _normalise_number(raw: str, sign: str | None) -> str:
-    raw = raw.replace(",", "")
+    raw = raw.replace(",", "").replace("\u2009", "").replace("\u202f", "")
     if raw.lower() in _WORDS:
         raw = str(_WORDS[raw.lower()])
     try:
@@ -149,6 +162,24 @@ def _normalise_unit(raw: str | None) -> str | None:
     return _CANONICAL.get(spaced.lower())
 
 
+def _code(token: str) -> str | None:
+    """The model or part code a hyphen-joined token spells, or None (a word, a range, a number with a unit).
+
+    Trailing lower-case word segments are not part of it (``IP65-rated``, ``VM-200-based``); what is left is a
+    code when it starts with a letter, has a digit, and has a hyphen (``TW-AD340-FLT-02``, ``E-14``, ``hp-450``)
+    or starts upper-case (``R513A``, ``M8``; a lower-case ``m3`` is a unit).
+    """
+    segments = token.split("-")
+    while len(segments) > 1 and segments[-1].isalpha() and segments[-1].islower():
+        segments.pop()
+    code = "-".join(segments)
+    if not code[0].isalpha() or not any(c.isdigit() for c in code):
+        return None
+    if "-" not in code and not _PLAIN_CODE.fullmatch(code):
+        return None
+    return code
+
+
 def _codes(text: str) -> tuple[set[str], str]:
     """Model codes of ``text`` and the text with them blanked out (so their digits are not read as numbers)."""
     found: set[str] = set()
@@ -156,12 +187,13 @@ def _codes(text: str) -> tuple[set[str], str]:
     def blank(match: re.Match[str]) -> str:
         if match.group("ip"):
             found.add("ip" + match.group("ipnum"))
-        else:
-            code = match.group("code")
-            if "-" not in code and not code[0].isupper():
-                return code  # lower-case "m3" etc.: a unit, not a code
-            found.add(code.lower())
-        return " " * len(match.group(0))
+            return " " * len(match.group(0))
+        token = match.group("token")
+        code = _code(token)
+        if code is None:
+            return token
+        found.add(code.lower())
+        return " " * len(code) + token[len(code) :]
 
     return found, _CODE.sub(blank, text)
 
@@ -172,6 +204,7 @@ def key_facts(text: str) -> set[str]:
         return set()
     text = text.replace("\u2212", "-")
     facts, rest = _codes(text)
+    rest = _LIST_MARKER.sub(lambda marker: " " * len(marker.group(0)), rest)
     matches = list(_FACT.finditer(rest))
     units: list[str | None] = []
     for match in matches:

@@ -115,6 +115,7 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "catalog_10k_same_product": lambda: catalog_same_product(10_000),
     "catalog_at_size_limit": lambda: catalog_of_size(CATALOG_MAX_BYTES),
     "catalog_one_byte_over_limit": lambda: catalog_of_size(CATALOG_MAX_BYTES + 1),
+    "name_20000_chars": lambda: _product("Mixer " * 3333 + "VM").encode(),
     "qa_10k_items": lambda: qa_items(10_000),
     "qa_deep_nesting": lambda: b"[" * 100_000 + b"]" * 100_000,
 }
