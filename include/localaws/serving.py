@@ -21,6 +21,11 @@ MAX_NEW_TOKENS = 1024
 _LLAMA3_TURN = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)(?:<\|eot_id\|>|$)", re.S)
 _CACHE_SIZE = 3
 MAX_BATCH = 8
+#: Tokens a batch may hold (rows x the longest row's prompt + new tokens, estimated from characters): the batch's
+#: KV cache and activations grow with it, so long prompts (retrieved context, long reference answers in a
+#: judge's prompt) make smaller batches instead of a bigger process. 8 rows of ~750 tokens fit.
+MAX_BATCH_TOKENS = int(os.environ.get("LOCALAWS_MAX_BATCH_TOKENS") or 6144)
+CHARS_PER_TOKEN = 3.5  # SmolLM2's tokenizer: ~4 characters per token in English prose, fewer in specifications
 BATCH_WINDOW_SECONDS = 0.05  # how long the first request of a batch waits for company
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs whose matrix units run bfloat16 natively
 
@@ -81,16 +86,19 @@ class _Loaded:
             if head is None:
                 return
             batch = [head]
+            longest = head.estimated_tokens
             deadline = time.monotonic() + BATCH_WINDOW_SECONDS
             while len(batch) < MAX_BATCH and head.batchable:
                 try:
                     item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-                if item is None or not head.batches_with(item):  # None: closing; others wait their turn
+                fits = item is not None and fits_batch(len(batch) + 1, max(longest, item.estimated_tokens))
+                if item is None or not head.batches_with(item) or not fits:  # the others wait their turn
                     self.queue.put(item)
                     break
                 batch.append(item)
+                longest = max(longest, item.estimated_tokens)
             try:
                 (self._rate if head.kind == "rate" else self._generate)(batch)
             except Exception as exc:  # hand the error to every waiting caller
@@ -211,6 +219,12 @@ class _Request:
     error: Exception | None = None
 
     @property
+    def estimated_tokens(self) -> int:
+        """Prompt (+ rating prompts) and new tokens of this request, from its length in characters."""
+        chars = sum(len(m.get("content") or "") for m in self.messages) + sum(map(len, self.prompts))
+        return int(chars / CHARS_PER_TOKEN) + self.max_new_tokens
+
+    @property
     def batchable(self) -> bool:
         return self.kind == "rate" or self.temperature == 0  # sampled generations run alone
 
@@ -220,6 +234,12 @@ class _Request:
         if self.kind == "rate":
             return (self.prompts, self.then, self.max_new_tokens) == (other.prompts, other.then, other.max_new_tokens)
         return self.temperature == 0 and other.temperature == 0
+
+
+def fits_batch(rows: int, longest_tokens: int, budget: int | None = None) -> bool:
+    """Whether ``rows`` requests padded to ``longest_tokens`` stay within the batch token budget (a single row
+    always fits: a long request is served alone rather than refused)."""
+    return rows == 1 or rows * longest_tokens <= (MAX_BATCH_TOKENS if budget is None else budget)
 
 
 def _malloc_trim() -> Any:

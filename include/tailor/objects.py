@@ -30,21 +30,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def local_path(reference: str) -> Path:
-    """A path as given when absolute, else under include/."""
-    path = Path(reference)
-    return path if path.is_absolute() else INCLUDE_DIR / path
-
-
-def read_reference(reference: str, s3: Any) -> bytes:
-    """The bytes behind ``s3://bucket/key`` (through ``s3``, a boto3 client) or a local path (see
-    :func:`local_path`). A missing object raises the client's ``NoSuchKey``; a missing file ``FileNotFoundError``."""
-    if reference.startswith("s3://"):
-        bucket, key = split_s3_uri(reference)
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    return local_path(reference).read_bytes()
-
-
 def confined_path(reference: str, root: Path = INCLUDE_DIR) -> Path:
     """The regular file ``reference`` names inside ``root`` (a relative path is read under ``root``), symlinks
     resolved. ``ValueError`` naming the reference if it resolves outside ``root`` (``..``, an absolute path, a

@@ -22,37 +22,46 @@ OUTPUT_PREFIX = "qa/generated/"
 
 
 def _resolve_catalog(reference: str | None, cfg: Any, s3: Any) -> str:
-    """``s3://bucket/key``, an existing path (absolute or under include/), or a key in the bake-off bucket;
-    empty: the version the Knowledge Base holds (``catalog/current.json``), else the packaged sample."""
+    """``s3://bucket/key`` (the bake-off bucket only), a file under include/, or a key in the bake-off bucket;
+    empty: the version the Knowledge Base holds (``catalog/current.json``), else the packaged sample. A path
+    outside include/ (``..``, absolute, a symlink out, a device) is refused: the Param reads nothing else."""
     from tailor.kb_sync import CatalogStore
-    from tailor.objects import local_path
+    from tailor.objects import confined_path
 
     if not reference:
         marker = CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix).current()
         if marker is None:
             print(f"no catalog synced yet ({cfg.catalog.current_marker_key} missing): using the packaged sample "
                   f"{SAMPLE_CATALOG}")
-            return str(local_path(SAMPLE_CATALOG))
+            return str(confined_path(SAMPLE_CATALOG))
         print(f"catalog: version {marker['catalog_version']}, the one the Knowledge Base holds")
         return f"s3://{cfg.aws.bucket}/{marker['version_key']}"
     if reference.startswith("s3://"):
         return reference
-    path = local_path(reference)
-    return str(path) if path.is_file() else f"s3://{cfg.aws.bucket}/{reference.lstrip('/')}"
+    try:
+        return str(confined_path(reference))
+    except FileNotFoundError:  # not a packaged file: a key in the bake-off bucket
+        return f"s3://{cfg.aws.bucket}/{reference.lstrip('/')}"
+    except ValueError as error:
+        raise AirflowFailException(f"catalog Param rejected, nothing was generated: {error}") from None
 
 
 def _load_catalog(source: str, cfg: Any, s3: Any) -> Any:
     from tailor.catalog import parse_catalog
     from tailor.exceptions import CatalogValidationError
-    from tailor.objects import read_reference
+    from tailor.objects import read_confined
 
     try:
-        return parse_catalog(read_reference(source, s3), source, max_bytes=cfg.catalog.max_bytes)
-    except (s3.exceptions.NoSuchKey, FileNotFoundError):
+        data = read_confined(source, s3, bucket=cfg.aws.bucket, max_bytes=cfg.catalog.max_bytes)
+        return parse_catalog(data, source, max_bytes=cfg.catalog.max_bytes,
+                             max_name_chars=cfg.catalog.max_name_chars)
+    except FileNotFoundError:
         raise AirflowFailException(f"catalog {source} not found: set the catalog Param to an s3:// URI, a key in "
                                    f"the bucket or a path under include/ (empty: the synced version)") from None
     except CatalogValidationError as error:
         raise AirflowFailException(f"catalog {source} is invalid, nothing was generated:\n{error}") from None
+    except ValueError as error:  # another bucket, over the size limit
+        raise AirflowFailException(f"catalog Param rejected, nothing was generated: {error}") from None
 
 
 def _reference_test_set(cfg: Any, s3: Any) -> Any:

@@ -118,3 +118,26 @@ def test_mapped_tasks_stay_within_max_map_length(s3: Any, cfg: Settings, monkeyp
     for approach in ("rag", "finetune", "hybrid"):
         ids = [i for b in batches if b["approach"] == approach for i in b["sample_ids"]]
         assert len(ids) == 500 == len(set(ids))
+
+
+# --- qa_dataset_build's catalog Param reads only what it is for ------------------------------------------------
+
+
+@pytest.mark.parametrize("reference", ["../../../etc/passwd", "/etc/passwd", "/dev/zero", "data/../../Makefile",
+                                       "s3://another-bucket/catalog.txt"])
+def test_qa_build_catalog_param_reads_nothing_outside_include_or_the_bucket(s3: Any, cfg: Settings,
+                                                                            reference: str) -> None:
+    from tailor_airflow import qa_build
+
+    with pytest.raises(AirflowFailException, match="catalog Param rejected"):
+        qa_build._load_catalog(qa_build._resolve_catalog(reference, cfg, s3), cfg, s3)
+
+
+def test_qa_build_catalog_param_accepts_packaged_files_and_bucket_keys(s3: Any, cfg: Settings) -> None:
+    from tailor_airflow import qa_build
+
+    packaged = qa_build._resolve_catalog("data/catalog/realistic_catalog.txt", cfg, s3)
+    assert len(qa_build._load_catalog(packaged, cfg, s3).products) == 15
+    s3.put_object(Bucket=BUCKET, Key="uploads/catalog.txt", Body=SAMPLE_CATALOG.read_bytes())
+    key = qa_build._resolve_catalog("uploads/catalog.txt", cfg, s3)
+    assert key == f"s3://{BUCKET}/uploads/catalog.txt" and len(qa_build._load_catalog(key, cfg, s3).products) == 15

@@ -127,3 +127,41 @@ def test_a_generation_cut_by_max_new_tokens_reports_length(model_path: Path) -> 
                                          "parameters": {"max_new_tokens": 4, "details": True}})
     assert body["details"] == {"finish_reason": "length", "generated_tokens": 4}
     assert body["generated_text"]
+
+
+def test_batch_token_budget_bounds_rows_times_the_longest_request() -> None:
+    assert serving.fits_batch(1, 50_000, budget=6144)  # a long request is served alone, never refused
+    assert serving.fits_batch(8, 768, budget=6144) and not serving.fits_batch(8, 769, budget=6144)
+    assert not serving.fits_batch(2, 3073, budget=6144)
+    short = serving._Request([{"role": "user", "content": "x" * 350}], max_new_tokens=64)
+    judge = serving._Request([{"role": "user", "content": "x" * 3500}], 32, kind="rate", prompts=("y" * 35,))
+    assert (short.estimated_tokens, judge.estimated_tokens) == (164, 1042)
+
+
+def test_long_concurrent_requests_make_smaller_batches(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four judge calls whose prompts are too long to share one pass under the budget are split, not refused."""
+    batch_sizes: list[int] = []
+    original = serving._Loaded._rate
+
+    def counting(self: serving._Loaded, batch: list) -> None:
+        batch_sizes.append(len(batch))
+        original(self, batch)
+
+    monkeypatch.setattr(serving._Loaded, "_rate", counting)
+    monkeypatch.setattr(serving, "BATCH_WINDOW_SECONDS", 0.5)
+    long_answer = "The pressure is 50 bar. " * 20  # ~480 characters: ~150 estimated tokens per request
+    conversations = [[{"role": "user", "content": f"Question {i}? Answer: {long_answer}"}] for i in range(4)]
+    one = serving._Request(conversations[0], 4, kind="rate", prompts=tuple(PROMPTS)).estimated_tokens
+    monkeypatch.setattr(serving, "MAX_BATCH_TOKENS", 2 * one + 10)  # room for two rows, not three
+    results: list = [None] * 4
+
+    def ask(i: int) -> None:
+        results[i] = serving.rate(model_path, conversations[i], PROMPTS, max_new_tokens=4)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert all(r is not None for r in results) and sum(batch_sizes) == 4
+    assert max(batch_sizes) <= 2, f"a batch went over the token budget: {batch_sizes}"

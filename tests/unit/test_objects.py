@@ -16,10 +16,8 @@ from tailor.objects import (
     INCLUDE_DIR,
     confined_path,
     from_jsonl,
-    local_path,
     read_confined,
     read_jsonl,
-    read_reference,
     split_s3_uri,
     to_jsonl,
 )
@@ -38,15 +36,6 @@ def test_split_s3_uri_names_the_bad_value(uri: str) -> None:
     assert repr(uri) in str(err.value)
 
 
-def test_relative_paths_are_read_under_include(tmp_path: Path) -> None:
-    assert local_path("data/qa/test.json") == INCLUDE_DIR / "data" / "qa" / "test.json"
-    assert local_path(str(tmp_path)) == tmp_path
-    (tmp_path / "a.txt").write_bytes(b"abc")
-    assert read_reference(str(tmp_path / "a.txt"), s3=None) == b"abc"
-    with pytest.raises(FileNotFoundError):
-        read_reference(str(tmp_path / "missing.txt"), s3=None)
-
-
 def test_s3_references_and_jsonl_round_trip() -> None:
     records = [{"q": "Größe?", "n": 1, "at": datetime(2026, 11, 26, tzinfo=timezone.utc)}, {"q": "x\ny"}]
     body = to_jsonl(records)
@@ -57,10 +46,10 @@ def test_s3_references_and_jsonl_round_trip() -> None:
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="tailor-objects")
         s3.put_object(Bucket="tailor-objects", Key="run/scored.jsonl", Body=body)
-        assert read_reference("s3://tailor-objects/run/scored.jsonl", s3) == body
+        assert read_confined("s3://tailor-objects/run/scored.jsonl", s3) == body
         assert read_jsonl(s3, "tailor-objects", "run/scored.jsonl") == from_jsonl(body)
-        with pytest.raises(s3.exceptions.NoSuchKey):
-            read_reference("s3://tailor-objects/missing.json", s3)
+        with pytest.raises(FileNotFoundError):
+            read_confined("s3://tailor-objects/missing.json", s3)
 
 
 # --- JSONL: every Unicode line break, lone surrogates ---------------------------------------------------------------
