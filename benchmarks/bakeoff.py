@@ -481,8 +481,13 @@ def memory_lines(timings: dict) -> list[str]:
     from localaws.process import MALLOC_TUNING
 
     tuning = ", ".join(f"`{k}={v}`" for k, v in MALLOC_TUNING.items())
-    return ["", "| step | peak RSS together MB (sampled) | local AWS alone MB (sampled) |", "|---|---|---|",
-            *(f"| {step} | {peaks['together']:,} | {peaks['localaws']:,} |" for step, peaks in steps.items()), "",
+    def mb(peaks: dict, key: str) -> str:
+        return f"{peaks[key]:,}" if key in peaks else "n/a"
+
+    return ["", "| step | peak RSS together MB (sampled) | local AWS alone | training job alone | demo alone |",
+            "|---|---|---|---|---|",
+            *(f"| {step} | {peaks['together']:,} | {peaks['localaws']:,} | {mb(peaks, 'training_job')} | "
+              f"{mb(peaks, 'demo')} |" for step, peaks in steps.items()), "",
             "Together = the demo process and all its descendants (the local AWS and its training child process). "
             f"The local AWS runs with {tuning} (`localaws.process.MALLOC_TUNING`) and trims glibc's free memory "
             "after every served batch (`localaws.serving.release_free_memory`). Measured on 2026-11-26 with the "

@@ -52,6 +52,14 @@ def _rss_mb(pid: int | None = None, field: str = "VmRSS") -> float | None:
     return None
 
 
+def _is_training_job(pid: int) -> bool:
+    """A local SageMaker training job's child process (``python -m localaws.training``)."""
+    try:
+        return b"localaws.training" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class Recorder:
     """Phase and DAG timings, task-instance durations and peak memory of the demo, for out/timings.json.
 
@@ -92,12 +100,16 @@ class Recorder:
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
             try:
-                total = sum(_rss_mb(pid) or 0.0 for pid in self._pids())
+                rss = {pid: _rss_mb(pid) or 0.0 for pid in self._pids()}
             except OSError:
                 continue
+            total = sum(rss.values())
             self.peak_total_mb = max(self.peak_total_mb, total)
             peaks = self.by_step.setdefault(self.step, {"together": 0.0, "localaws": 0.0})
             peaks["together"] = max(peaks["together"], total)
+            peaks["demo"] = max(peaks.get("demo", 0.0), rss.get(os.getpid(), 0.0))
+            training = sum(mb for pid, mb in rss.items() if _is_training_job(pid))
+            peaks["training_job"] = max(peaks.get("training_job", 0.0), training)
             if self.localaws_pid:
                 self.localaws_peak_mb = _rss_mb(self.localaws_pid, "VmHWM") or self.localaws_peak_mb
                 peaks["localaws"] = max(peaks["localaws"], _rss_mb(self.localaws_pid) or 0.0)

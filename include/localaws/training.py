@@ -143,6 +143,10 @@ def _batches(blocks: list[list[int]], size: int, pad: int) -> list[tuple[Any, An
     return result
 
 
+#: Rows per forward pass when measuring the loss (the peak memory of the job is set by its logits).
+LOSS_BATCH_ROWS = 2
+
+
 def mean_loss(model: Any, batches: list[tuple[Any, Any]]) -> float:
     """Token-weighted mean cross-entropy of the model on the batches."""
     import torch
@@ -190,7 +194,8 @@ def fine_tune(base_dir: Path, channel: Path, hyperparameters: dict[str, str], ou
     capped = len(schedule) < planned
     # losses on the blocks trained on: a capped job's loss passes stay as bounded as its training
     seen = sorted({i for batch in schedule for i in batch}) if capped else list(range(len(blocks)))
-    evaluation = _batches([blocks[i] for i in seen], 8, pad)
+    # small batches: the loss pass materialises batch x length x 49k-vocabulary logits (~100 MB a row at 512)
+    evaluation = _batches([blocks[i] for i in seen], LOSS_BATCH_ROWS, pad)
     base_loss = mean_loss(model.eval(), evaluation)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)

@@ -151,8 +151,6 @@ def name_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-
-
 def _clean_name(name: str) -> str:
     """The name as stored: NFC (one spelling per character) with surrounding whitespace removed."""
     return unicodedata.normalize("NFC", name).strip()

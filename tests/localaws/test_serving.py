@@ -31,11 +31,8 @@ def model_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     serving.shutdown()
 
 
-def test_concurrent_ratings_are_batched_and_equal_to_one_at_a_time(model_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    conversations = [_conversation(i) for i in range(4)]
-    alone = [serving.rate(model_path, c, PROMPTS, then=THEN, max_new_tokens=12) for c in conversations]
-
+def _count_rate_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every rating batch served from now on (and a window that lets four threads reach the queue)."""
     batch_sizes: list[int] = []
     original = serving._Loaded._rate
 
@@ -44,7 +41,15 @@ def test_concurrent_ratings_are_batched_and_equal_to_one_at_a_time(model_path: P
         original(self, batch)
 
     monkeypatch.setattr(serving._Loaded, "_rate", counting)
-    monkeypatch.setattr(serving, "BATCH_WINDOW_SECONDS", 0.5)  # let all four threads reach the queue
+    monkeypatch.setattr(serving, "BATCH_WINDOW_SECONDS", 0.5)
+    return batch_sizes
+
+
+def test_concurrent_ratings_are_batched_and_equal_to_one_at_a_time(model_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    conversations = [_conversation(i) for i in range(4)]
+    alone = [serving.rate(model_path, c, PROMPTS, then=THEN, max_new_tokens=12) for c in conversations]
+    batch_sizes = _count_rate_batches(monkeypatch)
     together: list = [None] * len(conversations)
 
     def ask(i: int) -> None:
@@ -140,15 +145,7 @@ def test_batch_token_budget_bounds_rows_times_the_longest_request() -> None:
 
 def test_long_concurrent_requests_make_smaller_batches(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Four judge calls whose prompts are too long to share one pass under the budget are split, not refused."""
-    batch_sizes: list[int] = []
-    original = serving._Loaded._rate
-
-    def counting(self: serving._Loaded, batch: list) -> None:
-        batch_sizes.append(len(batch))
-        original(self, batch)
-
-    monkeypatch.setattr(serving._Loaded, "_rate", counting)
-    monkeypatch.setattr(serving, "BATCH_WINDOW_SECONDS", 0.5)
+    batch_sizes = _count_rate_batches(monkeypatch)
     long_answer = "The pressure is 50 bar. " * 20  # ~480 characters: ~150 estimated tokens per request
     conversations = [[{"role": "user", "content": f"Question {i}? Answer: {long_answer}"}] for i in range(4)]
     one = serving._Request(conversations[0], 4, kind="rate", prompts=tuple(PROMPTS)).estimated_tokens
