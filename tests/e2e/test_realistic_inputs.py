@@ -75,3 +75,5 @@ def test_weekly_evaluation_on_long_reference_answers(local_aws: Stack, realistic
     assert row["method"] == "rag" and row["n"] == "4" and row["status"] == "complete"
     assert float(row["retrieval_hit_rate"]) >= 0.75
     assert 0 < float(row["avg_bert_score"]) <= 1 and 0 <= float(row["key_fact_match"]) <= 1
+    # every answer says why it stopped (cut by the token budget or not), so the summary can count the cut ones
+    assert row["n_truncation_known"] == "4" and 0 <= int(row["n_truncated"]) <= 4
