@@ -48,7 +48,7 @@ MANAGED_POLICY_LIMIT = 6144
 
 SERVICES = ("s3", "sqs", "bedrock-agent", "bedrock-agent-runtime", "bedrock-runtime", "sagemaker", "sagemaker-runtime")
 #: Method calls on objects that are not boto3 clients but share an operation's name (re.search vs Search).
-NOT_CLIENTS = {"re"}
+NOT_CLIENTS = {"re", "_CONTROL_RE", "_LONE_SURROGATE"}  # compiled patterns: .search() is no API call
 
 #: Every boto3 call in our code (found by `calls_in_code()`; paginators and waiters by their name) -> API operation.
 CODE_CALLS = {

@@ -62,7 +62,7 @@ def test_a_users_catalog_without_a_qa_set_is_told_to_bring_one(capsys: pytest.Ca
 
 
 def test_make_demo_passes_both_files_quoted() -> None:
-    result = subprocess.run(["make", "-n", "demo", "CATALOG=some/catalog.txt", "QA=my qa.json"], cwd=REPO,
-                            capture_output=True, text=True, check=True)
-    line = result.stdout.strip().splitlines()[-1]
+    result = subprocess.run(["make", "-n", "--no-print-directory", "demo", "CATALOG=some/catalog.txt",
+                             "QA=my qa.json"], cwd=REPO, capture_output=True, text=True, check=True)
+    line = next(line for line in result.stdout.splitlines() if "devstack.demo" in line)
     assert line.endswith('-m devstack.demo --catalog "some/catalog.txt" --qa "my qa.json"'), line
