@@ -161,6 +161,28 @@ def mean_loss(model: Any, batches: list[tuple[Any, Any]]) -> float:
     return total / max(tokens, 1)
 
 
+#: Rows per forward/backward pass in training: a step of ``per_device_train_batch_size`` rows accumulates the
+#: gradients of passes this size (the logits and their gradients, not the weights, set the job's peak memory).
+TRAIN_MICRO_ROWS = 2
+
+
+def accumulate_gradients(model: Any, micro_batches: list[tuple[Any, Any]]) -> float:
+    """Backpropagate one optimizer step's rows in micro-batches; returns the step's token-weighted mean loss.
+
+    Each pass's mean loss is weighted by its share of the step's predicted tokens, so the accumulated gradient
+    equals the gradient of the whole batch's token mean (what one pass over all rows would give).
+    """
+    counts = [int((mask[:, 1:] != 0).sum()) for _, mask in micro_batches]
+    total_tokens, total = max(sum(counts), 1), 0.0
+    for (ids, mask), n in zip(micro_batches, counts, strict=True):
+        if n == 0:
+            continue
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        (loss * (n / total_tokens)).backward()
+        total += float(loss) * n
+    return total / total_tokens
+
+
 def _freeze(model: Any, trainable_layers: int) -> None:
     """Train only the top ``trainable_layers`` decoder layers (0 = all); the (tied) embeddings stay frozen."""
     model.get_input_embeddings().weight.requires_grad_(False)
@@ -209,9 +231,7 @@ def fine_tune(base_dir: Path, channel: Path, hyperparameters: dict[str, str], ou
     started, step = time.monotonic(), 0
     model.train()
     for indices in schedule:
-        ((ids, mask),) = _batches([blocks[i] for i in indices], len(indices), pad)
-        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
-        loss.backward()
+        accumulate_gradients(model, _batches([blocks[i] for i in indices], TRAIN_MICRO_ROWS, pad))
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad()

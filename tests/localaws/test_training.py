@@ -141,3 +141,33 @@ def test_the_step_cap_comes_from_the_environment() -> None:
     for bad in ("-1", "ten", "2.5"):
         with pytest.raises(ValueError, match="LOCALAWS_MAX_TRAINING_STEPS=.* integer >= 0"):
             max_training_steps({"LOCALAWS_MAX_TRAINING_STEPS": bad})
+
+
+def test_micro_batched_gradients_equal_the_whole_batch_gradient() -> None:
+    """Four rows of different lengths in passes of two give the gradient of one four-row pass (token-weighted)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from localaws.training import _batches, accumulate_gradients
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64))
+    blocks = [list(range(1, 1 + n)) for n in (30, 9, 17, 4)]  # ragged: the passes pad differently from the whole
+
+    def gradient(rows: int) -> tuple[float, torch.Tensor]:
+        model.zero_grad()
+        loss = accumulate_gradients(model, _batches(blocks, rows, pad=0))
+        return loss, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    whole_loss, whole = gradient(4)
+    micro_loss, micro = gradient(2)
+    single_loss, single = gradient(1)
+    assert micro_loss == pytest.approx(whole_loss, rel=1e-5) and single_loss == pytest.approx(whole_loss, rel=1e-5)
+    assert torch.allclose(micro, whole, rtol=1e-4, atol=1e-6) and torch.allclose(single, whole, rtol=1e-4, atol=1e-6)
+    # the weighting matters: halving each pass's mean loss (37 and 19 predicted tokens) is another gradient
+    model.zero_grad()
+    for ids, mask in _batches(blocks, 2, pad=0):
+        (model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss / 2).backward()
+    plain = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert not torch.allclose(plain, whole, rtol=1e-2, atol=1e-5)
