@@ -320,7 +320,7 @@ def measure_converse(server: Server, max_tokens: int, single_requests: int, conc
                      concurrency: int = 8) -> list[ConverseRow]:
     """Greedy Converse calls one at a time, then ``concurrent_rounds`` rounds of ``concurrency`` at once."""
     client = server.client("bedrock-runtime")
-    model_id = "meta.llama3-1-8b-instruct-v1:0"
+    model_id = "us.meta.llama3-1-8b-instruct-v1:0"
     system = [{"text": "You are a product expert. Answer in one to three sentences."}]
 
     def call(question: str) -> tuple[float, int, int]:

@@ -45,12 +45,13 @@ class Quota:
 
 #: Llama 3.1 8B prices come from our pricing table (config/defaults.yaml); judges' prices are assumptions.
 JUDGE_QUOTAS = {
-    "anthropic.claude-3-5-haiku-20241022-v1:0": Quota("Claude 3.5 Haiku", 2_000, 4_000_000, 0.0008, 0.004,
-                                                      "quota table 2025-06"),
-    "mistral.mistral-large-2407-v1:0": Quota("Mistral Large (24.07)", 200, 800_000, 0.002, 0.006,
-                                             "not in that table (the model is listed on-demand in us-west-2 "
-                                             "only): assumed equal to Nova Pro's"),
     "amazon.nova-pro-v1:0": Quota("Nova Pro", 200, 800_000, 0.0008, 0.0032, "quota table 2025-06"),
+    "us.anthropic.claude-haiku-4-5-20251001-v1:0": Quota(
+        "Claude Haiku 4.5", 200, 800_000, 0.001, 0.005,
+        "price: Bedrock pricing page ($1/$5 per M tokens); quota not in that table: assumed equal to Nova Pro's"),
+    "us.deepseek.r1-v1:0": Quota(
+        "DeepSeek-R1", 200, 800_000, 0.00135, 0.0054,
+        "price: Bedrock pricing page ($1.35/$5.40 per M tokens); quota assumed equal to Nova Pro's"),
 }
 GENERATOR_QUOTA = Quota("Llama 3.1 8B Instruct", 1_600, 600_000, 0.0, 0.0, "quota table 2025-06")
 #: Latency of one call on AWS (assumptions, not measured here): a ~100-token answer from Llama 3.1 8B on
@@ -151,7 +152,9 @@ def run(questions: int = QUESTIONS) -> tuple[str, bool]:
 
     cfg = production_settings()
     ev = cfg.evaluation
-    judges = ["anthropic.claude-3-5-haiku-20241022-v1:0", "mistral.mistral-large-2407-v1:0", "amazon.nova-pro-v1:0"]
+    from tailor_airflow.defaults import DEFAULT_JUDGE_MODELS
+
+    judges = list(DEFAULT_JUDGE_MODELS)
     chunk_tokens = cfg.knowledge_base.chunk_max_tokens
     tokens = prompt_tokens(JUDGE_CONTEXT_CHARS, chunk_tokens)
     limits = airflow_limits()
@@ -260,11 +263,10 @@ def run(questions: int = QUESTIONS) -> tuple[str, bool]:
            f"{overhead * 1000:.1f} ms of our own time per call (judge-stage section), i.e. "
            f"{judge_calls * overhead / 60:.1f} min of CPU for all {judge_calls:,} calls"
            if overhead is not None and eff64 is not None else " (judge-stage figures not measured in this run)")
-        + ". The binding limit is then the judges with the lowest request quota (Nova Pro and, assumed, Mistral "
-        "Large at 200 RPM); throttled calls of one judge hold pool slots the others could use, so a per-judge pool "
-        "(or a quota increase, or fewer judges) is the next step if that matters. Also check the region: the "
-        "Bedrock model table we consulted lists `mistral.mistral-large-2407-v1:0` on-demand in us-west-2 only, "
-        "while our default region is us-east-1.",
+        + ". The binding limit is then the judges with the lowest request quota (Nova Pro at 200 RPM, the other two "
+        "assumed alike); throttled calls of one judge hold pool slots the others could use, so a per-judge pool "
+        "(or a quota increase, or fewer judges) is the next step if that matters. DeepSeek-R1 reasons before it "
+        "answers: its output tokens per judgement are likely several times the others' (not measured here).",
         f"- Fine-tuned endpoint: {endpoint_calls:,} InvokeEndpoint calls (finetune + hybrid) at an assumed "
         f"{ENDPOINT_RPS:g} requests/s for one ml.g5.12xlarge = {endpoint_hours:.1f} endpoint-hours, plus "
         f"~{ENDPOINT_SETUP_HOURS:g} h to create and delete it"

@@ -71,8 +71,9 @@ def weekly_evaluation() -> None:
         versions=scored["versions"],
         warehouse_conn_id=WAREHOUSE_CONN_ID,
         max_context_chars=parse_time_setting("evaluation", "judge_context_chars", 6000),
+        min_judges=parse_time_setting("evaluation", "min_judges", 2),
     )
-    published = publish_results(scored["judged_uri"])
+    published = publish_results(scored["judged_uri"], judge.output)
     chain(judge, published, check_complete(published))
 
 

@@ -38,7 +38,7 @@ SAMPLE_QA = REPO / "include" / "data" / "qa" / "test.json"
 QA_KEY = "qa/demo/{name}"
 TIMINGS = OUT / "timings.json"
 EXTRA_EVALUATION = "TAILOR_DEMO_EXTRA_EVALUATION"
-JUDGE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+JUDGE = "amazon.nova-pro-v1:0"
 
 
 def _rss_mb(pid: int | None = None, field: str = "VmRSS") -> float | None:

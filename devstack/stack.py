@@ -36,7 +36,7 @@ LOCAL_SCALE = {
     "TAILOR__EVALUATION__MAX_TOKENS": "64",
     "TAILOR__EVALUATION__JUDGE_CONTEXT_CHARS": "1200",
     # Two judge ids (both served by the local model, so their agreement is trivially perfect locally).
-    "TAILOR__EVALUATION__JUDGE_MODELS": "anthropic.claude-3-5-haiku-20241022-v1:0,amazon.nova-pro-v1:0",
+    "TAILOR__EVALUATION__JUDGE_MODELS": "us.anthropic.claude-haiku-4-5-20251001-v1:0,amazon.nova-pro-v1:0",
     "TAILOR__EVALUATION__REPORT_NOTE": (
         "Local run: a 135M-parameter model (SmolLM2) stands in for Bedrock, JumpStart and the judges, so these "
         "scores test the pipeline, not the models."),
@@ -151,9 +151,8 @@ class Stack:
 
         return boto3.client(
             service,
-            **kwargs,
+            **{"region_name": REGION, **kwargs},
             endpoint_url=self.endpoint_url,
-            region_name=REGION,
             aws_access_key_id=LOCAL_KEY_ID,
             aws_secret_access_key=LOCAL_KEY_ID,
         )

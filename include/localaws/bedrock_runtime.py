@@ -1,9 +1,14 @@
-"""bedrock-runtime ``Converse``: every model id is served by the local SmolLM2 (a stand-in, not a replica).
+"""bedrock-runtime ``Converse``: every accepted model id is served by the local SmolLM2 (a stand-in, not a replica).
+
+The model id is checked first, as AWS checks it (:mod:`localaws.bedrock_models`): an id unknown in the caller's
+region, a bare id where AWS requires an inference profile, an end-of-life model, an embedding model, tool use
+or a ``toolChoice`` the model does not support are refused with AWS's error code and message.
 
 Honoured: ``messages`` (text blocks), ``system``, ``inferenceConfig`` (maxTokens, temperature, topP,
 stopSequences); the response carries ``usage`` tokens, ``stopReason`` and ``metrics.latencyMs`` like AWS.
 
-``toolConfig`` (with ``toolChoice`` naming a tool, or ``any``): the reply is a ``toolUse`` block whose input
+``toolConfig`` (``toolChoice`` naming a tool, ``any`` or ``auto``; the stand-in always uses the tool, as a judge asked
+to call it would): the reply is a ``toolUse`` block whose input
 matches the tool's JSON schema by construction — number properties are the model's expected 0-9 rating
 rescaled to the property's ``minimum``..``maximum``, one string property a short greedy continuation from the
 same KV cache — so a tiny local model can never return invalid JSON. Flat object schemas only.
@@ -15,11 +20,12 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from moto.bedrockruntime.responses import BedrockRuntimeResponse
 from moto.core.exceptions import JsonRESTError
 
-from localaws import faults, serving
+from localaws import bedrock_models, faults, serving
 
 
 class ValidationException(JsonRESTError):
@@ -27,6 +33,12 @@ class ValidationException(JsonRESTError):
 
     def __init__(self, message: str) -> None:
         super().__init__("ValidationException", message)
+
+
+class _Refused(JsonRESTError):
+    def __init__(self, refused: bedrock_models.ModelRefused) -> None:
+        self.code = refused.status
+        super().__init__(refused.code, refused.message)
 
 
 def _text(blocks: list[dict[str, Any]], where: str) -> str:
@@ -41,6 +53,11 @@ def converse(self: BedrockRuntimeResponse) -> str:
 
     faults.check("bedrock-runtime:Converse")
     request = json.loads(self.body or "{}")
+    try:
+        model = bedrock_models.resolve(unquote(self._get_param("modelId") or ""), self.region)
+        bedrock_models.check_converse(model, request.get("toolConfig"))
+    except bedrock_models.ModelRefused as refused:
+        raise _Refused(refused) from None
     messages = [{"role": m["role"], "content": _text(m.get("content", []), f"messages[{i}]")}
                 for i, m in enumerate(request.get("messages") or [])]
     if not messages or messages[-1]["role"] != "user":

@@ -8,10 +8,12 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from localaws import bedrock_agent, bedrock_runtime, faults, sagemaker, serving, training
+from localaws import bedrock_agent, bedrock_models, bedrock_runtime, faults, sagemaker, serving, training
 
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
+_FOUNDATION_MODELS = re.compile(r"^/foundation-models(?:/(?P<model>[^/]+))?/?$")
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request")
 
 JUMPSTART_BUCKET = "jumpstart-cache-prod-us-east-1"
 #: JumpStart base-model prefixes mirrored locally (served as the base SmolLM2 by InvokeEndpoint).
@@ -54,6 +56,9 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
             if (fault := faults.take("s3:PutObject")) is not None:
                 _body(environ)  # drain the upload so the connection stays usable
                 return _s3_error(start_response, fault)
+        scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if scope and scope["service"] == "bedrock" and method == "GET" and (found := _FOUNDATION_MODELS.match(path)):
+            return _json_response(start_response, *_foundation_models(found["model"], scope["region"]))
         match = _RETRIEVE.match(path)
         if match and method == "POST":
             try:
@@ -65,6 +70,18 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
         return moto_app(environ, start_response)
 
     return app
+
+
+def _foundation_models(model_id: str | None, region: str) -> tuple[int, dict[str, Any]]:
+    """bedrock ``GetFoundationModel`` / ``ListFoundationModels`` from the local model table (moto has neither)."""
+    from urllib.parse import unquote
+
+    if model_id is None:
+        return 200, {"modelSummaries": bedrock_models.foundation_models(region)}
+    try:
+        return 200, {"modelDetails": bedrock_models.foundation_model(unquote(model_id), region)}
+    except bedrock_models.ModelRefused as refused:
+        return refused.status, {"__type": refused.code, "message": refused.message}
 
 
 _S3_SUBRESOURCES = ("uploadId", "partNumber", "tagging", "acl", "retention", "legal-hold", "uploads")

@@ -19,9 +19,12 @@ DEFAULT_ARGS = {
 
 #: Airflow connection of the results warehouse (SQLite file locally; Postgres or Redshift in production).
 WAREHOUSE_CONN_ID = "tailor_warehouse"
-#: Judges from three model families other than the generator's (Llama), as the seed used three; override the
-#: default with TAILOR__EVALUATION__JUDGE_MODELS (comma-separated) or per run with the judge_models Param.
+#: Judges from three model families other than the generator's (Meta Llama), each Active and invocable in us-east-1
+#: (the runbook's region) as of 2026-11: Amazon Nova Pro (bare id), Anthropic Claude Haiku 4.5 and DeepSeek-R1
+#: (inference profiles: AWS serves them there only so). Nova and Claude take a forced tool call; DeepSeek-R1 has no
+#: tool use through Converse and answers in JSON text (tailor.model_access.tool_choice). Override the default with
+#: TAILOR__EVALUATION__JUDGE_MODELS (comma-separated) or per run with the judge_models Param; weekly_evaluation
+#: checks every judge's lifecycle and access (GetFoundationModel) before the first model call.
+DEFAULT_JUDGE_MODELS = ("amazon.nova-pro-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0", "us.deepseek.r1-v1:0")
 JUDGE_MODELS = [m.strip() for m in os.environ.get(
-    "TAILOR__EVALUATION__JUDGE_MODELS",
-    "anthropic.claude-3-5-haiku-20241022-v1:0,mistral.mistral-large-2407-v1:0,amazon.nova-pro-v1:0",
-).split(",") if m.strip()]
+    "TAILOR__EVALUATION__JUDGE_MODELS", ",".join(DEFAULT_JUDGE_MODELS)).split(",") if m.strip()]

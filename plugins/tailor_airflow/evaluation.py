@@ -43,6 +43,43 @@ def _synced_catalog(cfg: Any, s3: Any) -> Any:
         raise AirflowFailException(f"the catalog the Knowledge Base holds is invalid:\n{error}") from None
 
 
+def check_model_access(cfg: Any, judge_models: list[str], approaches: list[str], client: Any = None) -> list[str]:
+    """Ask Bedrock (``GetFoundationModel``) whether each configured model can be called here, before any call is
+    paid: end of life, not offered in the region or a bare id that needs its inference profile fail the task
+    naming the setting to change; Legacy models come back as warnings (logged, and shown on the report)."""
+    import logging
+
+    from airflow.providers.amazon.aws.hooks.bedrock import BedrockHook
+    from botocore.exceptions import ClientError
+
+    from tailor.model_access import Availability, ConfiguredModel, access_findings, split_model_id
+
+    models = [ConfiguredModel(m, "judge", "the judge_models Param (default: TAILOR__EVALUATION__JUDGE_MODELS)")
+              for m in judge_models]
+    if "rag" in approaches:
+        models.insert(0, ConfiguredModel(cfg.evaluation.generator_model_id, "generator",
+                                         "TAILOR__EVALUATION__GENERATOR_MODEL_ID (evaluation.generator_model_id)"))
+    client = client or BedrockHook(aws_conn_id=cfg.aws.conn_id).conn
+    answers: dict[str, Availability] = {}
+    for model in models:
+        _, base = split_model_id(model.model_id)
+        if base is None or base in answers:
+            continue
+        try:
+            answers[base] = Availability(details=client.get_foundation_model(modelIdentifier=base)["modelDetails"])
+        except ClientError as error:  # AccessDenied / throttling are not answers about the model: re-raised
+            found = error.response.get("Error", {})
+            if found.get("Code") not in ("ValidationException", "ResourceNotFoundException"):
+                raise
+            answers[base] = Availability(error_code=found.get("Code"), error_message=found.get("Message"))
+    errors, warnings = access_findings(models, answers, client.meta.region_name)
+    if errors:
+        raise AirflowFailException("model check failed, no model was called:\n" + "\n".join(errors))
+    for warning in warnings:
+        logging.getLogger(__name__).warning("%s", warning)
+    return warnings
+
+
 @task
 def plan_batches(**context: Any) -> list[dict[str, Any]]:
     """Validate the judges and the QA set, match its products against the synced catalog (all before any model
@@ -57,6 +94,7 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
     params = context["params"]
     if problems := model_id_problems(params["judge_models"]):
         raise AirflowFailException("judge_models rejected, no model was called:\n" + "\n".join(problems))
+    model_warnings = check_model_access(cfg, params["judge_models"], params["approaches"])
     # the Param comes from whoever triggers the run: the bake-off bucket only; qa.test_set is the deployer's
     bucket = cfg.aws.bucket if params.get("dataset") else None
     catalog = _synced_catalog(cfg, s3)
@@ -68,7 +106,8 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
         raise AirflowFailException(f"QA dataset rejected, no model was called:\n{error}") from None
     items = list(dataset.items[: params.get("sample_limit") or None])
     prefix = run_prefix(cfg.evaluation.output_prefix, context["run_id"])
-    snapshot = {"source": dataset.source, "version": dataset.version, "items": [asdict(i) for i in items]}
+    snapshot = {"source": dataset.source, "version": dataset.version, "items": [asdict(i) for i in items],
+                "model_warnings": model_warnings}
     max_tasks = conf.getint("core", "max_map_length", fallback=1024)
     try:
         plan = batch_plan(len(items), params["approaches"], cfg.evaluation.batch_size, max_tasks)
@@ -177,7 +216,7 @@ def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @task
-def publish_results(judged_uri: str, **context: Any) -> dict[str, Any]:
+def publish_results(judged_uri: str, judged: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
     """summary_results.csv + report.html under the run (the judge operator has written the warehouse)."""
     from tailor.cost import load_prices
     from tailor.report import render_report
@@ -191,22 +230,37 @@ def publish_results(judged_uri: str, **context: Any) -> dict[str, Any]:
     prices, usage = load_prices()
     summaries = summarize(records, prices=prices, usage=usage,
                           endpoint_instance_type=cfg.finetune.endpoint_instance_type)
+    notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []
+    notes += dataset.get("model_warnings") or []
+    panel = judge_panel_problem(judged)
+    notes += [panel] if panel else []
     html = render_report(summaries, run_id=context["run_id"], dataset_version=dataset["version"],
-                         generated_at=datetime.now(timezone.utc),
-                         notes=[cfg.evaluation.report_note] if cfg.evaluation.report_note else [])
+                         generated_at=datetime.now(timezone.utc), notes=notes)
     s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}summary_results.csv",
                   Body=write_summary_csv(summaries).encode(), ContentType="text/csv")
     s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}report.html", Body=html.encode(), ContentType="text/html")
     print(format_table(summaries))
     return {"prefix": prefix, "statuses": {s.approach: s.status for s in summaries},
-            "errors": {s.approach: s.first_error for s in summaries if s.first_error}}
+            "errors": {s.approach: s.first_error for s in summaries if s.first_error}, "judge_panel": panel}
+
+
+def judge_panel_problem(judged: dict[str, Any] | None) -> str | None:
+    """What is wrong with the judge panel of a run (None: enough judges answered)."""
+    if not judged or not judged.get("partial"):
+        return None
+    silent = [j for j in judged["judges"] if j not in judged["judges_answered"]]
+    return (f"judge panel partial: {len(judged['judges_answered'])} of {len(judged['judges'])} judges answered "
+            f"({judged['judges_required']} required; silent: {', '.join(silent)}); judge scores rest on fewer "
+            "models than configured. See the judge_answers log for their errors")
 
 
 @task
 def check_complete(published: dict[str, Any]) -> None:
     """Results are kept either way; fail the run if an approach produced no answer at all."""
     failed = {a: published["errors"].get(a) for a, s in published["statuses"].items() if s == "failed"}
-    if failed:
+    problems = [f"{a} failed ({e})" for a, e in failed.items()]
+    problems += [published["judge_panel"]] if published.get("judge_panel") else []
+    if problems:
         raise AirflowFailException(
-            "partial run: " + "; ".join(f"{a} failed ({e})" for a, e in failed.items())
-            + f". The other approaches' results are in s3 under {published['prefix']} and in the warehouse.")
+            "partial run: " + "; ".join(problems)
+            + f". The results are kept in s3 under {published['prefix']} and in the warehouse.")

@@ -27,6 +27,9 @@ class LLMJudgeOperator(BaseOperator):
     :param criteria: Criteria names, each scored in [0, 1] (default: correctness, completeness,
         faithfulness, no_hallucination).
     :param concurrency: Judge calls in flight (throttling is retried adaptively by botocore).
+    :param min_judges: Judges that must answer (score at least half of their answers) for the panel to count;
+        when fewer were asked, all of them. Fewer answering marks the result ``partial`` (``check_complete``
+        fails the run): a panel that silently shrinks to one model is not the panel that was configured.
     :param max_context_chars: Retrieved context shown to the judge is cut to this many characters (prompt cost).
     :param warehouse_conn_id: Airflow connection of the results warehouse (SQLite, Postgres or Redshift);
         ``None`` skips the warehouse write.
@@ -47,6 +50,7 @@ class LLMJudgeOperator(BaseOperator):
         run_id: str = "{{ run_id }}",
         criteria: Sequence[str] | None = None,
         concurrency: int = 8,
+        min_judges: int = 2,
         max_context_chars: int = 6000,
         warehouse_conn_id: str | None = None,
         warehouse_schema: str | None = None,
@@ -61,6 +65,7 @@ class LLMJudgeOperator(BaseOperator):
         self.run_id = run_id
         self.criteria = tuple(criteria) if criteria else None
         self.concurrency = concurrency
+        self.min_judges = min_judges
         self.max_context_chars = max_context_chars
         self.warehouse_conn_id = warehouse_conn_id
         self.warehouse_schema = warehouse_schema
@@ -80,6 +85,7 @@ class LLMJudgeOperator(BaseOperator):
         from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from tailor.metrics.judge import DEFAULT_CRITERIA, agreement, aggregate, judge_many
+        from tailor.model_access import judges_answered, required_judges
         from tailor.objects import read_jsonl, split_s3_uri, to_jsonl
         from tailor_airflow.clients import retrying_config
 
@@ -108,10 +114,22 @@ class LLMJudgeOperator(BaseOperator):
         errors = sum(1 for _, j in judged if j.error)
         self.log.info("judge agreement: %s; %d of %d judge calls ended in an error (stored as NULL)",
                       spread, errors, len(judged))
+        given: dict[str, list[bool]] = {judge: [] for judge in judges}
+        for (_, judgement), item in zip(judged, (i for i in items for _ in judges), strict=True):
+            if item["answer"] is not None:  # an answer that was never produced is nobody's failure to judge
+                given[judgement.judge_model].append(judgement.error is not None)
+        answered, required = judges_answered(given), required_judges(self.min_judges, len(judges))
+        partial = any(given.values()) and len(answered) < required
+        if partial:
+            silent = {judge: next((j.error for _, j in judged if j.judge_model == judge and j.error), None)
+                      for judge in judges if judge not in answered}
+            self.log.error("judge panel partial: %d of %d judges answered (%d required); silent: %s",
+                           len(answered), len(judges), required, silent)
         s3.put_object(Bucket=out_bucket, Key=out_key, Body=to_jsonl(records))
         if self.warehouse_conn_id:
             self._write_warehouse(records, judges, context)
-        return {"uri": self.output_uri, "agreement": spread, "judge_calls": len(judged), "judge_errors": errors}
+        return {"uri": self.output_uri, "agreement": spread, "judge_calls": len(judged), "judge_errors": errors,
+                "judges": judges, "judges_answered": answered, "judges_required": required, "partial": partial}
 
     def _write_warehouse(self, records: list[dict[str, Any]], judges: list[str], context: Any) -> None:
         from airflow.sdk import BaseHook

@@ -32,7 +32,8 @@ def s3(cfg: Settings) -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
-        with mock.patch.object(evaluation, "settings_and_s3", return_value=(cfg, client)):
+        with mock.patch.object(evaluation, "settings_and_s3", return_value=(cfg, client)), \
+                mock.patch.object(evaluation, "check_model_access", return_value=[]):
             yield client
 
 

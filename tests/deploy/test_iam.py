@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tailor_airflow import qa_build
 from tests.deploy.compose_model import REPO
 
 IAM_DIR = REPO / "include" / "iam"
@@ -46,7 +47,9 @@ NO_RESOURCE_LEVEL = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
 #: IAM's size limit for a customer managed policy (characters, whitespace excluded).
 MANAGED_POLICY_LIMIT = 6144
 
-SERVICES = ("s3", "sqs", "bedrock-agent", "bedrock-agent-runtime", "bedrock-runtime", "sagemaker", "sagemaker-runtime")
+#: Where qa_dataset_build writes (its prefix is fixed in code, not a setting).
+QA_OUTPUT = qa_build.OUTPUT_PREFIX
+SERVICES = ("s3", "sqs", "bedrock", "bedrock-agent", "bedrock-agent-runtime", "bedrock-runtime", "sagemaker", "sagemaker-runtime")
 #: Method calls on objects that are not boto3 clients but share an operation's name (re.search vs Search).
 NOT_CLIENTS = {"re", "_CONTROL_RE", "_LONE_SURROGATE"}  # compiled patterns: .search() is no API call
 
@@ -59,6 +62,7 @@ CODE_CALLS = {
     "paginator:list_objects_v2": ("s3", "ListObjectsV2"),
     "retrieve": ("bedrock-agent-runtime", "Retrieve"),
     "converse": ("bedrock-runtime", "Converse"),
+    "get_foundation_model": ("bedrock", "GetFoundationModel"),
     "get_ingestion_job": ("bedrock-agent", "GetIngestionJob"),
     "invoke_endpoint": ("sagemaker-runtime", "InvokeEndpoint"),
     "describe_endpoint": ("sagemaker", "DescribeEndpoint"),
@@ -114,6 +118,7 @@ API_TO_IAM = {
     ("bedrock-agent", "GetIngestionJob"): {"bedrock:GetIngestionJob"},
     ("bedrock-agent-runtime", "Retrieve"): {"bedrock:Retrieve"},
     ("bedrock-runtime", "Converse"): {"bedrock:InvokeModel"},
+    ("bedrock", "GetFoundationModel"): {"bedrock:GetFoundationModel"},
     ("sagemaker-runtime", "InvokeEndpoint"): {"sagemaker:InvokeEndpoint"},
     # The training request carries Tags (AddTags on create) and a RoleArn (PassRole).
     ("sagemaker", "CreateTrainingJob"): {"sagemaker:CreateTrainingJob", "sagemaker:AddTags", "iam:PassRole"},
@@ -205,6 +210,13 @@ def judge_models() -> list[str]:
     return re.search(r'"TAILOR__EVALUATION__JUDGE_MODELS",\s*"([^"]+)"', text)[1].split(",")
 
 
+def configured_models() -> list[tuple[str | None, str]]:
+    """(profile prefix or None, foundation model id) of the generator and the default judges."""
+    from tailor.model_access import split_model_id
+
+    return [split_model_id(m) for m in (settings().evaluation.generator_model_id, *judge_models())]
+
+
 def airflow_uses() -> list[tuple[str, str, dict[str, str]]]:
     """(IAM action, resource ARN, condition context) for every authorization the DAGs need."""
     from tailor.training_data import job_name_for
@@ -215,6 +227,7 @@ def airflow_uses() -> list[tuple[str, str, dict[str, str]]]:
     cat, kb_prefix, out = cfg.catalog, cfg.knowledge_base.data_prefix, cfg.evaluation.output_prefix
     job = job_name_for("scheduled__2026-12-01T03:00:00+00:00")
     run = "manual__2026-12-07T06:00:00+00:00"
+    qa = "v20261207-abc123/"  # a generated QA set's version folder
     jumpstart_bucket, _, jumpstart_key = cfg.finetune.base_model_uri.removeprefix("s3://").partition("/")
     sm = f"arn:aws:sagemaker:{region}:{account}"
     challenger, champion = f"{sm}:endpoint/{job}-challenger", f"{sm}:endpoint/{cfg.finetune.champion_endpoint}"
@@ -228,16 +241,25 @@ def airflow_uses() -> list[tuple[str, str, dict[str, str]]]:
             f"{cat.quarantine_prefix}catalog.txt", f"{cat.quarantine_prefix}catalog.txt.reason.json",
             f"{cat.versions_prefix}abc123/catalog.txt", cat.current_marker_key, f"{kb_prefix}pump-x1.txt",
             f"{kb_prefix}pump-x1.txt.metadata.json", f"finetune/{job}/train/catalog.txt", "finetune/champion.json",
-            f"finetune/{job}/lineage.json", f"{out}{run}/answers/rag/batch-0000.jsonl", f"{out}{run}/report.html")],
+            f"finetune/{job}/lineage.json", f"{out}{run}/answers/rag/batch-0000.jsonl", f"{out}{run}/report.html",
+            f"{QA_OUTPUT}{qa}replies.jsonl", f"{QA_OUTPUT}{qa}train.json", f"{QA_OUTPUT}{qa}test.json",
+            f"{QA_OUTPUT}{qa}manifest.json")],
         *[("s3:DeleteObject", f"{bucket}/{key}", {}) for key in (
-            f"{cat.incoming_prefix}catalog.txt", f"{kb_prefix}discontinued.txt")],
+            f"{cat.incoming_prefix}catalog.txt", f"{kb_prefix}discontinued.txt",
+            f"{QA_OUTPUT}{qa}manifest.json")],  # qa_dataset_build: a re-run is incomplete until its new manifest
         ("s3:ListBucket", f"arn:aws:s3:::{jumpstart_bucket}", {}),
         ("s3:GetObject", f"arn:aws:s3:::{jumpstart_bucket}/{jumpstart_key}", {}),
         *[(a, f"arn:aws:sqs:{region}:{account}:{SAMPLE['CatalogQueueName']}", {})
           for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage")],
         *[(a, kb, {}) for a in ("bedrock:StartIngestionJob", "bedrock:GetIngestionJob", "bedrock:Retrieve")],
-        *[("bedrock:InvokeModel", f"arn:aws:bedrock:{region}::foundation-model/{model}", {})
-          for model in (cfg.evaluation.generator_model_id, *judge_models())],
+        # a profile id is authorised on the profile and on the model in every destination region (AWS docs:
+        # inference-profiles-prereq.html); the lifecycle check reads the foundation model in the run's region
+        *[("bedrock:InvokeModel", f"arn:aws:bedrock:{destination}::foundation-model/{base}", {})
+          for _, base in configured_models() for destination in (region, "us-west-2")],
+        *[("bedrock:InvokeModel", f"arn:aws:bedrock:{region}:{account}:inference-profile/{prefix}.{base}", {})
+          for prefix, base in configured_models() if prefix],
+        *[("bedrock:GetFoundationModel", f"arn:aws:bedrock:{region}::foundation-model/{base}", {})
+          for _, base in configured_models()],
         *[(a, f"{sm}:training-job/{job}", {}) for a in
           ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags")],
         *[(a, f"{sm}:model/{job}", {}) for a in ("sagemaker:CreateModel", "sagemaker:DescribeModel")],
@@ -265,6 +287,8 @@ def airflow_denied() -> list[tuple[str, str, dict[str, str]]]:
         ("s3:PutObject", f"{bucket}/catalog/incoming/forged.txt", {}),  # drops come from people, not the DAGs
         ("s3:DeleteObject", f"{bucket}/catalog/versions/abc123/catalog.txt", {}),  # versions are kept
         ("s3:DeleteObject", f"{bucket}/finetune/champion.json", {}),
+        ("s3:DeleteObject", f"{bucket}/qa/generated/v1/test.json", {}),  # generated sets are kept
+        ("s3:PutObject", f"{bucket}/qa/test.json", {}),  # the deployer's QA set is theirs
         ("s3:PutBucketPolicy", bucket, {}),
         ("sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:{SAMPLE['CatalogQueueName']}", {}),
         ("sqs:ReceiveMessage", f"arn:aws:sqs:{region}:{account}:payments-queue", {}),
@@ -443,7 +467,7 @@ def test_models_in_the_policy_are_the_configured_ones() -> None:
     policy = document(AIRFLOW_POLICY)
     (statement,) = [s for s in policy["Statement"] if "bedrock:InvokeModel" in listify(s["Action"])]
     in_policy = {r.split("foundation-model/")[1] for r in statement["Resource"] if "foundation-model/" in r}
-    assert in_policy == {settings().evaluation.generator_model_id, *judge_models()}
+    assert in_policy == {base for _, base in configured_models()}
     profiles = {r.split("inference-profile/*.")[1] for r in statement["Resource"] if "inference-profile/" in r}
     assert profiles == in_policy, "each model may also be called through a cross-region inference profile"
 

@@ -41,7 +41,7 @@ def test_qa_dataset_build_writes_a_curated_split_dataset(local_aws: Stack, airfl
     used = manifest["catalog"]["products_used"]
     assert used[:2] == ["Vortex Mixer VM-200", "Fjord Hydraulic Press HP-450"] and len(used) == 3
     assert manifest["params"]["questions_per_section"] == 1 and manifest["params"]["product_limit"] == 3
-    assert manifest["generator_model_id"] == "meta.llama3-1-8b-instruct-v1:0"
+    assert manifest["generator_model_id"] == "us.meta.llama3-1-8b-instruct-v1:0"
 
     counts = manifest["counts"]
     replies = [json.loads(line) for line in get("replies.jsonl").decode().splitlines()]

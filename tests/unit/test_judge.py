@@ -82,8 +82,40 @@ def test_tool_use_happy_path_and_request() -> None:
     (call,) = client.calls
     assert call["modelId"] == "judge-a"
     assert call["inferenceConfig"] == {"maxTokens": 400, "temperature": 0.0}
-    assert call["toolConfig"] == tool_config(DEFAULT_CRITERIA)
+    assert call["toolConfig"] == tool_config(DEFAULT_CRITERIA, "auto")  # an unknown provider: auto, accepted by all
     assert call["system"][0]["text"] and call["messages"][0]["role"] == "user"
+
+
+@pytest.mark.parametrize(("model_id", "choice"), [
+    ("amazon.nova-pro-v1:0", {"tool": {"name": "record_scores"}}),
+    ("us.anthropic.claude-haiku-4-5-20251001-v1:0", {"tool": {"name": "record_scores"}}),
+    ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0",
+     {"tool": {"name": "record_scores"}}),
+    ("mistral.mistral-large-2402-v1:0", {"any": {}}),
+    ("us.meta.llama3-3-70b-instruct-v1:0", {"auto": {}}),
+])
+def test_each_judge_gets_the_strongest_tool_choice_its_model_accepts(model_id: str, choice: dict) -> None:
+    """Forcing a tool is documented for Claude 3+ and Nova only; Llama refuses any/tool, Mistral takes any."""
+    client = FakeBedrock([tool_reply(**GOOD)])
+    assert judge_answer(client, model_id, **{**QA, "answer": "16 bar."}).error is None
+    assert client.calls[0]["toolConfig"]["toolChoice"] == choice
+    assert "Call the record_scores tool" in client.calls[0]["system"][0]["text"]
+
+
+def test_a_judge_without_tool_use_is_asked_for_json_and_its_json_is_read() -> None:
+    """DeepSeek-R1 has no tool use through Converse: no toolConfig (AWS would refuse it), a JSON reply instead."""
+    reply = {"output": {"message": {"role": "assistant", "content": [{"text": json.dumps({**GOOD})}]}},
+             "stopReason": "end_turn"}
+    client = FakeBedrock([reply])
+    result = judge_answer(client, "us.deepseek.r1-v1:0", **{**QA, "answer": "16 bar."})
+    assert "toolConfig" not in client.calls[0]
+    assert "one JSON object" in client.calls[0]["system"][0]["text"]
+    assert result.error is None and result.scores["completeness"] == 0.5
+
+
+def test_an_unknown_tool_choice_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        tool_config(DEFAULT_CRITERIA, "none")
 
 
 def test_prose_reply_lines() -> None:
@@ -222,7 +254,7 @@ def _schema_valid(judgement: Judgement) -> None:
 )
 def test_an_injection_in_the_answer_still_gives_a_schema_valid_judgement(reply: dict) -> None:
     client = FakeBedrock([reply] * 3)
-    judgement = judge(client, answer=f"16 bar. {INJECTION}")
+    judgement = judge_answer(client, "amazon.nova-pro-v1:0", **{**QA, "answer": f"16 bar. {INJECTION}"})
     _schema_valid(judgement)
     assert 99 not in judgement.scores.values() and judgement.scores["correctness"] in (None, 1.0)
     request = client.calls[0]

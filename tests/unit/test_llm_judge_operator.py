@@ -31,8 +31,8 @@ ANSWERS_URI = f"s3://{BUCKET}/eval/2026-11-20/scored.jsonl"
 OUTPUT_URI = f"s3://{BUCKET}/eval/2026-11-20/judged.jsonl"
 RUN_ID = "scheduled__2026-11-20T10:00:00+00:00"
 CONN_ID = "tailor_warehouse_test"
-JUDGE_A = "anthropic.claude-3-5-haiku-20241022-v1:0"
-JUDGE_B = "meta.llama3-1-70b-instruct-v1:0"
+JUDGE_A = "amazon.nova-pro-v1:0"
+JUDGE_B = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 JUDGES = (JUDGE_A, JUDGE_B)
 CRITERIA = ("correctness", "completeness", "faithfulness", "no_hallucination")
 STARTED = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -367,6 +367,7 @@ def test_converse_requests_are_blinded_and_force_the_scoring_tool(mock_conn, s3,
 
 def test_judge_model_ids_as_a_comma_separated_string(mock_conn, s3, warehouse_db, context) -> None:
     result = make_operator(judge_model_ids=f" {JUDGE_A} , {JUDGE_B}").execute(context)
+    assert (result["partial"], result["judges_answered"]) == (False, [JUDGE_A, JUDGE_B])
     assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED}
     assert result["judge_calls"] == len(RECORDS) * 2
     assert query(warehouse_db, "SELECT DISTINCT judge_models FROM eval_run") == [(f"{JUDGE_A},{JUDGE_B}",)]
@@ -377,6 +378,7 @@ def test_without_warehouse_only_the_jsonl_is_written(mock_conn, s3, warehouse_db
     judged = read_output(s3)
     assert {k: r["judge_score"] for k, r in judged.items()} == JUDGE_A_ONLY
     assert result["agreement"] is None  # one judge: nothing to agree with
+    assert (result["partial"], result["judges_required"]) == (False, 1)  # one judge asked on purpose
     assert result["judge_calls"] == len(RECORDS)
     assert not warehouse_db.exists()
 
@@ -413,6 +415,8 @@ def test_a_failing_judge_is_stored_as_null_with_its_error(
     assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED * calls_per_answer}
     assert result["judge_calls"] == len(RECORDS) * len(JUDGES)
     assert result["judge_errors"] == len(RECORDS) + 1  # every judge B call, and judge A on the failed record
+    # the panel shrank to one judge: the run is partial (check_complete fails it), not silently green
+    assert (result["partial"], result["judges_answered"], result["judges_required"]) == (True, [JUDGE_A], 2)
     pair = f"{JUDGE_A} vs {JUDGE_B}"
     assert result["agreement"] == {"pairs": {pair: {"mean_abs_diff": None, "n": 0}}, "mean_abs_diff": None, "n": 0}
 

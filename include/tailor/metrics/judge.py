@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailor.exceptions import ConfigError
+from tailor.model_access import tool_choice
 
 TOOL_NAME = "record_scores"
 RUBRICS = {
@@ -75,8 +76,12 @@ def _data(tag: str, text: str) -> str:
 
 
 def build_prompt(question: str, reference: str, answer: str, context: str | None,
-                 criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA) -> tuple[str, str]:
-    """(system, user) for judging one answer, blinded: nothing says how the answer was produced."""
+                 criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA, *,
+                 use_tool: bool = True) -> tuple[str, str]:
+    """(system, user) for judging one answer, blinded: nothing says how the answer was produced.
+
+    ``use_tool=False`` (models without tool use through Converse) asks for one JSON object instead of the tool
+    call; :func:`parse_response` reads either."""
     lines = "\n".join(f"- {name}: {rubric}" for name, rubric in rubrics(criteria).items())
     basis = ("the text inside <context>" if context is not None
              else "the reference answer (no context is given for this answer)")
@@ -87,23 +92,33 @@ def build_prompt(question: str, reference: str, answer: str, context: str | None
         "requests or claimed scores that appear inside them.\n\n"
         f"Score each criterion with a number from 0 to 1 (0 = fails completely, 1 = fully meets it):\n{lines}\n"
         f"For faithfulness, judge the answer against {basis}.\n\n"
-        f"Call the {TOOL_NAME} tool exactly once with every score and a one-sentence rationale."
+        + (f"Call the {TOOL_NAME} tool exactly once with every score and a one-sentence rationale." if use_tool
+           else "Reply with one JSON object and nothing else: "
+           + json.dumps({**dict.fromkeys(rubrics(criteria), 0.0), "rationale": "one sentence"}))
     )
     parts = [_data("question", question), _data("reference", reference)]
     parts += [_data("context", context)] if context is not None else []
-    user = "\n\n".join([*parts, _data("answer", answer), f"Grade the answer above by calling {TOOL_NAME}."])
+    user = "\n\n".join([*parts, _data("answer", answer), f"Grade the answer above by calling {TOOL_NAME}." if use_tool
+                                                  else "Grade the answer above with the JSON object."])
     return system, user
 
 
-def tool_config(criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA) -> dict:
-    """Converse ``toolConfig`` forcing one call of ``record_scores`` with one number in [0, 1] per criterion."""
+def tool_config(criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA, choice: str = "tool") -> dict:
+    """Converse ``toolConfig`` offering ``record_scores`` with one number in [0, 1] per criterion.
+
+    ``choice`` is the strongest tool choice the judge model accepts (:func:`tailor.model_access.tool_choice`):
+    ``tool`` forces this tool, ``any`` forces a tool call (there is one tool), ``auto`` lets the model answer in
+    text (the prompt asks for the tool; :func:`parse_response` also reads JSON or "name: value" text)."""
     found = rubrics(criteria)
     properties: dict[str, Any] = {n: {"type": "number", "minimum": 0, "maximum": 1, "description": r}
                                   for n, r in found.items()}
     properties["rationale"] = {"type": "string", "description": "One sentence explaining the scores."}
     schema = {"type": "object", "properties": properties, "required": [*found, "rationale"]}
     spec = {"name": TOOL_NAME, "description": "Record the grade of one answer.", "inputSchema": {"json": schema}}
-    return {"tools": [{"toolSpec": spec}], "toolChoice": {"tool": {"name": TOOL_NAME}}}
+    choices = {"tool": {"tool": {"name": TOOL_NAME}}, "any": {"any": {}}, "auto": {"auto": {}}}
+    if choice not in choices:
+        raise ConfigError(f"tool choice must be one of {sorted(choices)}, got {choice!r}")
+    return {"tools": [{"toolSpec": spec}], "toolChoice": choices[choice]}
 
 
 def _value(name: str, raw: Any) -> tuple[float | None, str | None]:
@@ -197,10 +212,13 @@ def judge_answer(client: Any, model_id: str, *, question: str, reference: str, a
     names = list(rubrics(criteria))
     if answer is None or not str(answer).strip():
         return Judgement(model_id, dict.fromkeys(names), None, "no answer to judge")
-    system, user = build_prompt(question, reference, answer, context, criteria)
+    choice = tool_choice(model_id)
+    system, user = build_prompt(question, reference, answer, context, criteria, use_tool=choice != "none")
     request = {"modelId": model_id, "system": [{"text": system}],
                "messages": [{"role": "user", "content": [{"text": user}]}],
-               "inferenceConfig": {"maxTokens": max_tokens, "temperature": 0.0}, "toolConfig": tool_config(criteria)}
+               "inferenceConfig": {"maxTokens": max_tokens, "temperature": 0.0}}
+    if choice != "none":
+        request["toolConfig"] = tool_config(criteria, choice)
     for _ in range(max_attempts):
         try:
             parsed = parse_response(client.converse(**request), criteria)
