@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
+from tailor.bedrock_ids import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
 from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
 from tailor_airflow.qa_build import curate_dataset, generate_candidates, plan_dataset
 
@@ -38,7 +39,8 @@ from tailor_airflow.qa_build import curate_dataset, generate_candidates, plan_da
                                                    "short sections yield fewer."),
         "product_limit": Param(None, type=["null", "integer"], minimum=1, maximum=10000,
                                description="Use only the first N products of the catalog (empty: all)."),
-        "generator_model_id": Param(None, type=["null", "string"], maxLength=256,
+        "generator_model_id": Param(None, type=["null", "string"], maxLength=MODEL_ID_MAX_LENGTH,
+                                    pattern=MODEL_ID_PATTERN,
                                     description="Bedrock model id that writes the pairs. Empty: "
                                                 "evaluation.generator_model_id from the config."),
         "near_duplicate_threshold": Param(0.8, type="number", minimum=0, maximum=1,

@@ -21,3 +21,37 @@ def retrying_config(max_pool_connections: int, **options: Any) -> Any:
 
     return Config(retries={"mode": "adaptive", "max_attempts": 6}, max_pool_connections=max_pool_connections,
                   **options)
+
+
+def check_models(cfg: Any, models: list[Any], client: Any = None) -> list[str]:
+    """Ask Bedrock (``GetFoundationModel``) whether each :class:`tailor.model_access.ConfiguredModel` can be called
+    here, before any model call is paid: end of life, not offered in the region, or a bare id that needs its
+    inference profile fail the task (``AirflowFailException`` naming the setting to change); Legacy models come
+    back as warnings (also logged). AccessDenied and throttling are not answers about a model: re-raised."""
+    import logging
+
+    from airflow.providers.amazon.aws.hooks.bedrock import BedrockHook
+    from airflow.sdk.exceptions import AirflowFailException
+    from botocore.exceptions import ClientError
+
+    from tailor.model_access import Availability, access_findings, split_model_id
+
+    client = client or BedrockHook(aws_conn_id=cfg.aws.conn_id).conn
+    answers: dict[str, Availability] = {}
+    for model in models:
+        _, base = split_model_id(model.model_id)
+        if base is None or base in answers:
+            continue
+        try:
+            answers[base] = Availability(details=client.get_foundation_model(modelIdentifier=base)["modelDetails"])
+        except ClientError as error:
+            found = error.response.get("Error", {})
+            if found.get("Code") not in ("ValidationException", "ResourceNotFoundException"):
+                raise
+            answers[base] = Availability(error_code=found.get("Code"), error_message=found.get("Message"))
+    errors, warnings = access_findings(models, answers, client.meta.region_name)
+    if errors:
+        raise AirflowFailException("model check failed, no model was called:\n" + "\n".join(errors))
+    for warning in warnings:
+        logging.getLogger(__name__).warning("%s", warning)
+    return warnings

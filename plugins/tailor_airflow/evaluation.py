@@ -44,40 +44,16 @@ def _synced_catalog(cfg: Any, s3: Any) -> Any:
 
 
 def check_model_access(cfg: Any, judge_models: list[str], approaches: list[str], client: Any = None) -> list[str]:
-    """Ask Bedrock (``GetFoundationModel``) whether each configured model can be called here, before any call is
-    paid: end of life, not offered in the region or a bare id that needs its inference profile fail the task
-    naming the setting to change; Legacy models come back as warnings (logged, and shown on the report)."""
-    import logging
-
-    from airflow.providers.amazon.aws.hooks.bedrock import BedrockHook
-    from botocore.exceptions import ClientError
-
-    from tailor.model_access import Availability, ConfiguredModel, access_findings, split_model_id
+    """The weekly run's models (the generator when ``rag`` runs, every judge) checked before any call is paid."""
+    from tailor.model_access import ConfiguredModel
+    from tailor_airflow.clients import check_models
 
     models = [ConfiguredModel(m, "judge", "the judge_models Param (default: TAILOR__EVALUATION__JUDGE_MODELS)")
               for m in judge_models]
     if "rag" in approaches:
         models.insert(0, ConfiguredModel(cfg.evaluation.generator_model_id, "generator",
                                          "TAILOR__EVALUATION__GENERATOR_MODEL_ID (evaluation.generator_model_id)"))
-    client = client or BedrockHook(aws_conn_id=cfg.aws.conn_id).conn
-    answers: dict[str, Availability] = {}
-    for model in models:
-        _, base = split_model_id(model.model_id)
-        if base is None or base in answers:
-            continue
-        try:
-            answers[base] = Availability(details=client.get_foundation_model(modelIdentifier=base)["modelDetails"])
-        except ClientError as error:  # AccessDenied / throttling are not answers about the model: re-raised
-            found = error.response.get("Error", {})
-            if found.get("Code") not in ("ValidationException", "ResourceNotFoundException"):
-                raise
-            answers[base] = Availability(error_code=found.get("Code"), error_message=found.get("Message"))
-    errors, warnings = access_findings(models, answers, client.meta.region_name)
-    if errors:
-        raise AirflowFailException("model check failed, no model was called:\n" + "\n".join(errors))
-    for warning in warnings:
-        logging.getLogger(__name__).warning("%s", warning)
-    return warnings
+    return check_models(cfg, models, client)
 
 
 @task

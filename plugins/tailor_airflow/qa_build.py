@@ -93,6 +93,14 @@ def plan_dataset(**context: Any) -> dict[str, Any]:
         "grounding_floor": float(params["grounding_floor"]),
         "test_fraction": float(params["test_fraction"]),
     }
+    from tailor.bedrock_ids import model_id_problems
+    from tailor.model_access import ConfiguredModel
+    from tailor_airflow.clients import check_models
+
+    if problems := model_id_problems([resolved["generator_model_id"]], "generator_model_id"):
+        raise AirflowFailException("\n".join(problems))
+    check_models(cfg, [ConfiguredModel(resolved["generator_model_id"], "generator", "the generator_model_id Param "
+                                       "(default: TAILOR__EVALUATION__GENERATOR_MODEL_ID)")])
     version = dataset_version(catalog.sha256, resolved, reference.version)
     products = [p.name for p in catalog.products[: resolved["product_limit"] or None]]
     print(f"dataset {version}: catalog {catalog.version} ({len(products)} of {len(catalog.products)} products), "

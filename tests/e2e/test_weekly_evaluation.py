@@ -103,6 +103,23 @@ def test_malformed_dataset_fails_before_any_model_call(local_aws: Stack, airflow
     assert "Contents" not in listing, "nothing may be generated for a rejected dataset"
 
 
+@pytest.mark.parametrize(("judges", "says"), [
+    (["anthropic.claude-3-5-haiku-20241022-v1:0"], "cannot be called in us-east-1"),  # end of life 2026-06-19
+    (["amazon.nova-pro-v1:0", "meta.llama3-1-70b-instruct-v1:0"], "only through a cross-region inference profile"),
+], ids=["end-of-life", "bare-id-needs-profile"])
+def test_a_judge_aws_would_refuse_fails_before_any_model_call(local_aws: Stack, airflow_db, judges: list[str],
+                                                             says: str, capfd: pytest.CaptureFixture[str],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    run = run_dag("weekly_evaluation", {"judge_models": judges, "sample_limit": 2})
+    states = _task_states(run)
+    assert run.state == "failed" and states["plan_batches"] == "failed", states
+    listing = local_aws.client("s3").list_objects_v2(Bucket=local_aws.resources["bucket"], Prefix=_prefix(run.run_id))
+    assert "Contents" not in listing, "nothing may be generated when a configured model cannot be called"
+    captured = capfd.readouterr()
+    text = captured.out + captured.err + caplog.text
+    assert "model check failed, no model was called" in text and says in text and judges[-1] in text
+
+
 def test_missing_endpoint_keeps_rag_results_and_fails_the_run(local_aws: Stack, airflow_db) -> None:
     sagemaker = local_aws.client("sagemaker")
     config = sagemaker.describe_endpoint(EndpointName="tailor-finetuned-champion")["EndpointConfigName"]
