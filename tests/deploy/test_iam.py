@@ -206,8 +206,9 @@ def settings() -> Any:
 
 def judge_models() -> list[str]:
     """The production default judges (plugins/tailor_airflow/defaults.py), not the local override in os.environ."""
-    text = (REPO / "plugins" / "tailor_airflow" / "defaults.py").read_text()
-    return re.search(r'"TAILOR__EVALUATION__JUDGE_MODELS",\s*"([^"]+)"', text)[1].split(",")
+    from tailor_airflow.defaults import DEFAULT_JUDGE_MODELS
+
+    return list(DEFAULT_JUDGE_MODELS)
 
 
 def configured_models() -> list[tuple[str | None, str]]:
