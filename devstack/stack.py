@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 # Dummy credentials: the local AWS accepts any; real accounts use the connection's own (never in code).
 LOCAL_KEY_ID = "localaws"
+#: The Airflow connection's access key: the local AWS records the IAM authorizations of calls signed with it
+#: (``localaws.calls.RECORDED_KEY_ID``), so the IAM tests see the DAGs' calls and not the tests' own.
+AIRFLOW_KEY_ID = "localaws-airflow"
 
 
 #: The same DAGs, sized for 2 CPU cores: a small instance type moto accepts, a short fine-tune of the top layers
@@ -65,7 +68,7 @@ def aws_connection_uri(endpoint_url: str, secret: str = LOCAL_KEY_ID) -> str:
     return json.dumps(
         {
             "conn_type": "aws",
-            "login": LOCAL_KEY_ID,
+            "login": AIRFLOW_KEY_ID,
             "password": secret,
             "extra": {"region_name": REGION, "endpoint_url": endpoint_url},
         }
@@ -131,6 +134,14 @@ class Stack:
                                          data=json.dumps(spec).encode() if spec is not None else None)
         with urllib.request.urlopen(request, timeout=10) as response:
             return dict(json.loads(response.read()))
+
+    def recorded_calls(self, clear: bool = False) -> list[dict[str, Any]]:
+        """The IAM authorizations of the calls the Airflow connection made (``localaws.calls``)."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint_url}/_localaws/calls", method="DELETE" if clear else "GET")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["calls"]
 
     def arm_fault(self, operation: str, error: str, *, status: int = 400, count: int = 1,
                   message: str | None = None) -> None:

@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from localaws import bedrock_agent, bedrock_models, bedrock_runtime, faults, sagemaker, serving, training
+from localaws import bedrock_agent, bedrock_models, bedrock_runtime, calls, faults, sagemaker, serving, training
 
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
@@ -52,6 +52,11 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
                 except (KeyError, TypeError, ValueError) as exc:
                     return _json_response(start_response, 400, {"status": "error", "message": str(exc)})
             return _json_response(start_response, 200, {"status": "ok", **faults.state()})
+        if path == "/_localaws/calls":
+            if method == "DELETE":
+                calls.clear()
+            return _json_response(start_response, 200, {"status": "ok", "calls": calls.recorded()})
+        _record(environ)
         if method == "PUT" and _is_s3_put_object(environ):
             if (fault := faults.take("s3:PutObject")) is not None:
                 _body(environ)  # drain the upload so the connection stays usable
@@ -70,6 +75,20 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
         return moto_app(environ, start_response)
 
     return app
+
+
+def _record(environ: dict[str, Any]) -> None:
+    """Record the IAM authorizations of a request the Airflow connection signed (:mod:`localaws.calls`)."""
+    import io
+
+    if f"Credential={calls.RECORDED_KEY_ID}/" not in environ.get("HTTP_AUTHORIZATION", ""):
+        return
+    body = b""
+    if "/s3/aws4_request" not in environ["HTTP_AUTHORIZATION"] or environ.get("REQUEST_METHOD") == "POST":
+        body = _body(environ)  # read once, then handed on to whoever serves the request
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+    calls.record(environ, body)
 
 
 def _foundation_models(model_id: str | None, region: str) -> tuple[int, dict[str, Any]]:
