@@ -232,7 +232,7 @@ _SECRET_KEY = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
 _URL_PASSWORD = re.compile(r"://[^:/@]+:(?P<password>[^@]+)@")
 _SUBSTITUTION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?-[^}]*)?\}$")
 #: The local AWS accepts any key; devstack uses the same dummy pair. Not a secret.
-DUMMY_LOCALAWS_CREDENTIALS = '"login": "localaws", "password": "localaws"'
+DUMMY_LOCALAWS_CREDENTIALS = '"login": "localaws-airflow", "password": "localaws"'
 
 
 def secret_problems(raw: dict[str, Any]) -> list[str]:
