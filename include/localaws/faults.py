@@ -23,11 +23,7 @@ so a test can prove the fault really hit. Operations:
 * ``ingestion:run``: the background ingestion job ends FAILED with the message as its failure reason, or
   STOPPED when ``error`` is ``"STOPPED"``.
 * ``sagemaker:training``: the training job ends Failed with the message as its ``FailureReason``.
-* ``sagemaker:CreateEndpoint``: the endpoint is created (Creating) but ends Failed with the message as its reason.
-* ``sagemaker:UpdateEndpoint``: the update is accepted (Updating), then rolls back as AWS's blue/green update does
-  when the new fleet fails: the endpoint returns to InService on its OLD ``EndpointConfigName`` with the message
-  as its ``FailureReason`` (the error name and status are not used). The fault is taken when UpdateEndpoint is
-  called, so arm it before the update.
+* ``sagemaker:CreateEndpoint``: the endpoint is created but ends Failed with the message as its reason.
 """
 
 from __future__ import annotations
@@ -46,7 +42,6 @@ OPERATIONS = (
     "ingestion:run",
     "sagemaker:training",
     "sagemaker:CreateEndpoint",
-    "sagemaker:UpdateEndpoint",
 )
 
 
