@@ -122,6 +122,16 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
+#: Geographic prefixes of the cross-region inference profiles the table records (MS).
+PROFILE_PREFIXES = ("us", "eu", "apac", "global")
+
+
+def split_profile(model_id: str) -> tuple[str | None, str]:
+    """(profile prefix or None, model id) of a bare id or a profile id (``us.meta.llama3-...`` -> ``us``, ...)."""
+    head, _, rest = model_id.partition(".")
+    return (head, rest) if head in PROFILE_PREFIXES and "." in rest else (None, model_id)
+
+
 def resolve(model_id: str, region: str, today: date | None = None) -> Model:
     """The model a runtime call with ``model_id`` from ``region`` invokes, or :class:`ModelRefused` as AWS says.
 
@@ -136,8 +146,8 @@ def resolve(model_id: str, region: str, today: date | None = None) -> Model:
         target = match["id"]
         if match["kind"] == "inference-profile":
             prefix, _, target = target.partition(".")
-    elif target.split(".", 1)[0] in ("us", "eu", "apac", "global") and target.count(".") >= 2:
-        prefix, _, target = target.partition(".")
+    else:
+        prefix, target = split_profile(target)
     model = MODELS.get(target)
     if model is None or (prefix is not None and region not in model.profiles.get(prefix, ())):
         raise ModelRefused("ValidationException", 400, INVALID_ID)

@@ -22,6 +22,8 @@ import threading
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from localaws.bedrock_models import split_profile
+
 #: The access key id of the Airflow connection in the local stacks: only its requests are recorded.
 RECORDED_KEY_ID = "localaws-airflow"
 ACCOUNT = "123456789012"  # moto's default account
@@ -89,8 +91,8 @@ def authorizations(service: str, region: str, environ: dict[str, Any], body: byt
         model_id = model[1] if model else "?"
         if model_id.startswith("arn:"):
             return [("bedrock:InvokeModel", model_id, {})]
-        head, _, rest = model_id.partition(".")
-        if head in ("us", "eu", "apac", "global") and "." in rest:  # a profile: checked on it and on the model
+        prefix, rest = split_profile(model_id)
+        if prefix is not None:  # a profile: checked on it and on the model
             return [("bedrock:InvokeModel", f"arn:aws:bedrock:{region}:{ACCOUNT}:inference-profile/{model_id}", {}),
                     ("bedrock:InvokeModel", f"arn:aws:bedrock:{region}::foundation-model/{rest}", {})]
         return [("bedrock:InvokeModel", f"arn:aws:bedrock:{region}::foundation-model/{model_id}", {})]
