@@ -21,7 +21,14 @@ so a test can prove the fault really hit. Operations:
   ACLs), answered at the front door before moto sees the request. botocore retries ``SlowDown`` (5 attempts
   in its default mode): a burst shorter than that ends in success.
 * ``ingestion:run``: the background ingestion job ends FAILED with the message as its failure reason, or
-  STOPPED when ``error`` is ``"STOPPED"``.
+  STOPPED when ``error`` is ``"STOPPED"``. With ``error`` ``"DOCUMENTS_FAILED"`` (the first document in key
+  order) or ``"DOCUMENTS_FAILED:<glob>"`` (every document whose S3 key matches the ``fnmatch`` glob, e.g.
+  ``"DOCUMENTS_FAILED:kb-data/vortex-*"``) the selected documents fail and the job still ends COMPLETE, as AWS
+  does with failed documents (FACTS.md section 5, observed): the others are indexed, the failed ones are absent
+  from the index (``Retrieve`` never returns them), ``statistics.numberOfDocumentsFailed`` counts them and
+  ``failureReasons`` holds the message in the shape observed from AWS, ``"Encountered error: <message>
+  [Files: s3://bucket/key, ...]. Call to Customer Source did not succeed."`` (status is not used; a glob that
+  selects no document ends the job FAILED saying so).
 * ``sagemaker:training``: the training job ends Failed with the message as its ``FailureReason``.
 * ``sagemaker:CreateEndpoint``: the endpoint is created but ends Failed with the message as its reason.
 """

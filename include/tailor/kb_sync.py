@@ -316,3 +316,127 @@ class CatalogStore:
         for key in keys:
             if is_under(key, self.settings.incoming_prefix):
                 self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+
+# --- the verdict on a finished ingestion job ------------------------------------------------------------------
+
+#: Bedrock IngestionJobStatus values (botocore bedrock-agent model, ``IngestionJobStatus``) that are still running,
+#: and the ones after which the job will not change any more.
+INGESTION_RUNNING_STATES = ("STARTING", "IN_PROGRESS")
+INGESTION_TERMINAL_STATES = ("COMPLETE", "FAILED", "STOPPING", "STOPPED")
+#: How many ``failureReasons`` a message quotes, and how many characters of each (one reason can list many URIs).
+QUOTED_REASONS = 3
+REASON_CHARS = 400
+
+
+@dataclass(frozen=True)
+class IngestionVerdict:
+    """What a sync may do after reading an ingestion job (:func:`ingestion_verdict`).
+
+    ``done``: stop polling (the job, or the wait for it, is over). ``ok``: the Knowledge Base holds every document
+    of the data source, so the catalog version may be published. ``final``: a failure that waiting on the same
+    job again cannot change (retrying the wait is pointless; a new job is needed). ``message``: what the log or
+    the task failure says.
+    """
+
+    status: str
+    done: bool
+    ok: bool
+    final: bool
+    message: str
+    documents_failed: int = 0
+
+
+def failure_reason_lines(reasons: Any) -> list[str]:
+    """The job's ``failureReasons`` as plain strings. An entry that is itself a JSON-encoded list of strings (as
+    reported for jobs with failed documents, e.g. ``'["Encountered error: Ignored 1 files ... [Files: s3://...]"]'``)
+    is unpacked; anything else is kept as its text."""
+    lines: list[str] = []
+    for reason in reasons or []:
+        text = str(reason).strip()
+        if text.startswith("["):
+            try:
+                decoded = json.loads(text)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, list) and all(isinstance(item, str) for item in decoded):
+                lines.extend(item.strip() for item in decoded if item.strip())
+                continue
+        if text:
+            lines.append(text)
+    return lines
+
+
+def quote_reasons(reasons: list[str], limit: int = QUOTED_REASONS, chars: int = REASON_CHARS,
+                  quote: bool = True) -> str:
+    """The first ``limit`` reasons (in double quotes unless ``quote`` is False), each cut to ``chars`` characters,
+    then how many were left out."""
+    if not reasons:
+        return "no reason given"
+    mark = '"' if quote else ""
+    quoted = [f"{mark}{r[:chars]}…{mark}" if len(r) > chars else f"{mark}{r}{mark}" for r in reasons[:limit]]
+    rest = len(reasons) - limit
+    return "; ".join(quoted) + (f" (and {rest} more reason{'s' if rest != 1 else ''})" if rest > 0 else "")
+
+
+def _count(statistics: dict[str, Any], field: str) -> int:
+    value = statistics.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def ingestion_verdict(job: dict[str, Any] | None) -> IngestionVerdict:
+    """Decide from a GetIngestionJob ``ingestionJob`` dict whether the sync succeeded.
+
+    ``COMPLETE`` alone is not success: a job whose documents partly failed still ends COMPLETE, with
+    ``statistics.numberOfDocumentsFailed`` > 0 and ``failureReasons`` naming them (FACTS.md section 5, observed
+    runs; the provider's sensor and waiter never look at the statistics). Such a job is a final failure: the
+    Knowledge Base serves the documents that were indexed and lacks the failed ones, so the catalog version must
+    not be published. FAILED, STOPPING and STOPPED are final failures too; ``TIMEOUT`` (our trigger's own status
+    when its deadline passed) and a missing status are failures a retry may cure. STARTING/IN_PROGRESS are not
+    done, and neither is a status this code does not know (the wait's own timeout ends it).
+    """
+    job = job or {}
+    status = str(job.get("status") or "")
+    job_id = job.get("ingestionJobId") or "(unknown id)"
+    where = (f"Bedrock ingestion job {job_id} (knowledge base {job.get('knowledgeBaseId') or '?'}, data source "
+             f"{job.get('dataSourceId') or '?'})")
+    statistics = job.get("statistics") or {}
+    reasons = failure_reason_lines(job.get("failureReasons"))
+    if status in INGESTION_RUNNING_STATES or (status and status not in INGESTION_TERMINAL_STATES
+                                              and status != "TIMEOUT"):
+        # A state this code does not know (one AWS may add) is neither success nor failure: keep waiting, and let
+        # the wait's own timeout end it.
+        return IngestionVerdict(status, done=False, ok=False, final=False, message=f"{where} is {status}")
+    failed, scanned = _count(statistics, "numberOfDocumentsFailed"), _count(statistics, "numberOfDocumentsScanned")
+    if status == "COMPLETE" and not failed:
+        counts = ", ".join(f"{_count(statistics, f)} {label}" for f, label in (
+            ("numberOfDocumentsScanned", "scanned"), ("numberOfNewDocumentsIndexed", "new"),
+            ("numberOfModifiedDocumentsIndexed", "modified"), ("numberOfDocumentsDeleted", "deleted"),
+            ("numberOfDocumentsSkipped", "skipped")))
+        warnings = f"; warnings: {quote_reasons(reasons)}" if reasons else ""
+        return IngestionVerdict(status, done=True, ok=True, final=False,
+                                message=f"{where} COMPLETE: {counts}, 0 failed{warnings}")
+    if status == "COMPLETE":
+        of = f" of {scanned}" if scanned >= failed else ""
+        return IngestionVerdict(
+            status, done=True, ok=False, final=True, documents_failed=failed,
+            message=(
+                f"{where} ended COMPLETE, but {failed}{of} documents scanned FAILED to ingest: the Knowledge Base now "
+                f"serves the documents that were indexed and is missing the failed one{'s' if failed != 1 else ''}. "
+                f"Failure reasons: {quote_reasons(reasons)}. The catalog version was NOT published: "
+                "catalog/current.json is not advanced (it names the version held before, if any), kb-synced is not "
+                "announced and the catalog drop stays in the incoming prefix. Check the documents named above in "
+                "the data source's S3 prefix (content, size, .metadata.json sidecar; the job's warnings in the "
+                "Bedrock console list the same reasons), fix the catalog and upload it again, or, for a transient "
+                "cause, clear start_ingestion with its downstream tasks to run a new ingestion job."
+            ),
+        )
+    shown = status or "without a status"
+    message = (f"{where} ended {shown}: {quote_reasons(reasons, quote=False)}. The Knowledge Base keeps its "
+               "previous version and the catalog drop stays in the incoming prefix")
+    if status in INGESTION_TERMINAL_STATES:  # the job is over: waiting on it again cannot help
+        return IngestionVerdict(status, done=True, ok=False, final=True, message=(
+            f"{message}; fix the cause, then clear start_ingestion with its downstream tasks (or the whole run) to "
+            "start a new ingestion job."))
+    return IngestionVerdict(shown, done=True, ok=False, final=False,
+                            message=f"{message}; a retry waits on the same job again.")

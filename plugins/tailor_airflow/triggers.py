@@ -9,7 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-TERMINAL_INGESTION_STATES = ("COMPLETE", "FAILED", "STOPPING", "STOPPED")
+from tailor.kb_sync import INGESTION_TERMINAL_STATES as TERMINAL_INGESTION_STATES
+from tailor.kb_sync import ingestion_verdict
 
 
 class IngestionJobTrigger(BaseTrigger):
@@ -17,7 +18,9 @@ class IngestionJobTrigger(BaseTrigger):
 
     Unlike the provider's waiter-based trigger, STOPPING/STOPPED end the wait at once (the provider's waiter
     has no acceptor for them and would poll until it times out), and the event carries the job's
-    statistics and failure reasons.
+    statistics and failure reasons. When to stop, and what the triggerer logs about the outcome (e.g. COMPLETE
+    with documents failed), come from :func:`tailor.kb_sync.ingestion_verdict`, the decision the sensor's
+    ``execute_complete`` applies to the event.
 
     :param knowledge_base_id: The unique identifier of the knowledge base.
     :param data_source_id: The unique identifier of the data source.
@@ -73,10 +76,15 @@ class IngestionJobTrigger(BaseTrigger):
                     )
                 )["ingestionJob"]
                 status = job["status"]
-                if status in TERMINAL_INGESTION_STATES or time.monotonic() > deadline:
+                verdict = ingestion_verdict(job)
+                if verdict.done or time.monotonic() > deadline:
+                    if verdict.ok:
+                        self.log.info("%s", verdict.message)
+                    elif verdict.done:
+                        self.log.error("%s", verdict.message)
                     yield TriggerEvent(
                         {
-                            "status": status if status in TERMINAL_INGESTION_STATES else "TIMEOUT",
+                            "status": status if verdict.done else "TIMEOUT",
                             "ingestion_job_id": self.ingestion_job_id,
                             "statistics": job.get("statistics", {}),
                             "failure_reasons": job.get("failureReasons", []),

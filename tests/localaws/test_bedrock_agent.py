@@ -200,3 +200,120 @@ def test_fixed_size_chunking(words: int, max_tokens: int, overlap: int, expected
 def test_unsupported_chunking_is_refused() -> None:
     with pytest.raises(ValueError, match="SEMANTIC"):
         chunk_text("x", {"chunkingStrategy": "SEMANTIC"})
+
+
+# --- failed documents: the DOCUMENTS_FAILED fault of ingestion:run -------------------------------------------
+
+FAIL_BUCKET = "localaws-faildocs"
+
+
+@pytest.fixture
+def own_kb(local_aws: Stack) -> dict:
+    """A fresh knowledge base + data source over ``<uuid>/`` with three documents (one with a sidecar), so the
+    index and the statistics seen here depend on nothing another test did; faults are disarmed around it."""
+    import uuid
+
+    agent, s3 = local_aws.client("bedrock-agent"), local_aws.client("s3")
+    if FAIL_BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=FAIL_BUCKET)
+    prefix = f"{uuid.uuid4().hex[:8]}/"
+    kb_id = agent.create_knowledge_base(
+        name=f"faildocs-{prefix[:-1]}",
+        roleArn="arn:aws:iam::123456789012:role/kb",
+        knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+            "embeddingModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"}},
+        storageConfiguration={"type": "OPENSEARCH_SERVERLESS", "opensearchServerlessConfiguration": {
+            "collectionArn": "arn:aws:aoss:us-east-1:123456789012:collection/x", "vectorIndexName": "i",
+            "fieldMapping": {"vectorField": "v", "textField": "t", "metadataField": "m"}}},
+    )["knowledgeBase"]["knowledgeBaseId"]
+    ds_id = agent.create_data_source(
+        knowledgeBaseId=kb_id, name="docs",
+        dataSourceConfiguration={"type": "S3", "s3Configuration": {
+            "bucketArn": f"arn:aws:s3:::{FAIL_BUCKET}", "inclusionPrefixes": [prefix]}},
+    )["dataSource"]["dataSourceId"]
+    documents = {"mixer.txt": "The Vortex Mixer spins at 3000 rpm.",
+                 "press.txt": "The Hydro Press applies 200 bar of hydraulic pressure.",
+                 "welder.txt": "The Arc Welder draws 40 amps."}
+    for name, text in documents.items():
+        s3.put_object(Bucket=FAIL_BUCKET, Key=prefix + name, Body=text.encode())
+    s3.put_object(Bucket=FAIL_BUCKET, Key=prefix + "press.txt.metadata.json",
+                  Body=json.dumps({"metadataAttributes": {"product_name": "Hydro Press"}}).encode())
+    local_aws.clear_faults()
+    try:
+        yield {"kb": kb_id, "ds": ds_id, "prefix": prefix, "uri": f"s3://{FAIL_BUCKET}/{prefix}"}
+    finally:
+        local_aws.clear_faults()
+
+
+def _ingest(local_aws: Stack, kb: dict) -> dict:
+    agent = local_aws.client("bedrock-agent")
+    job_id = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJob"][
+        "ingestionJobId"]
+    return _wait(agent, kb["kb"], kb["ds"], job_id)
+
+
+def _retrieved_uris(local_aws: Stack, kb: dict, question: str) -> list[str]:
+    results = local_aws.client("bedrock-agent-runtime").retrieve(
+        knowledgeBaseId=kb["kb"], retrievalQuery={"text": question},
+        retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": 10}},
+    )["retrievalResults"]
+    return [r["location"]["s3Location"]["uri"] for r in results]
+
+
+def test_failed_documents_leave_the_job_complete_counted_named_and_out_of_the_index(local_aws: Stack,
+                                                                                     own_kb: dict) -> None:
+    reason = "Ignored 1 files due to invalid metadata attributes."
+    local_aws.arm_fault("ingestion:run", f"DOCUMENTS_FAILED:{own_kb['prefix']}press*", message=reason)
+    job = _ingest(local_aws, own_kb)
+    press = own_kb["uri"] + "press.txt"
+    assert job["status"] == "COMPLETE"
+    stats = job["statistics"]
+    assert stats["numberOfDocumentsFailed"] == 1
+    assert (stats["numberOfDocumentsScanned"], stats["numberOfNewDocumentsIndexed"]) == (3, 2)
+    assert stats["numberOfDocumentsDeleted"] == 0
+    assert job["failureReasons"] == [
+        f"Encountered error: {reason} [Files: {press}]. Call to Customer Source did not succeed."]
+    assert local_aws.fault_state()["fired"] == {"ingestion:run": 1}
+    found = _retrieved_uris(local_aws, own_kb, "What pressure does the Hydro Press apply?")
+    assert press not in found, "a failed document must not be retrievable"
+    assert sorted(found) == [own_kb["uri"] + "mixer.txt", own_kb["uri"] + "welder.txt"]
+
+    # The same data source ingested again without the fault: the document was only failed by the fault.
+    again = _ingest(local_aws, own_kb)
+    assert again["status"] == "COMPLETE" and "failureReasons" not in again
+    stats = again["statistics"]
+    assert (stats["numberOfDocumentsFailed"], stats["numberOfNewDocumentsIndexed"]) == (0, 1)
+    assert _retrieved_uris(local_aws, own_kb, "What pressure does the Hydro Press apply?")[0] == press
+
+
+def test_a_failed_document_that_was_indexed_before_leaves_the_index_and_is_not_deleted(local_aws: Stack,
+                                                                                      own_kb: dict) -> None:
+    assert _ingest(local_aws, own_kb)["statistics"]["numberOfNewDocumentsIndexed"] == 3
+    local_aws.arm_fault("ingestion:run", "DOCUMENTS_FAILED", message="File body text exceeds size limit.")
+    job = _ingest(local_aws, own_kb)
+    first = own_kb["uri"] + "mixer.txt"  # the first document in key order
+    assert job["status"] == "COMPLETE"
+    assert job["statistics"]["numberOfDocumentsFailed"] == 1 and job["statistics"]["numberOfDocumentsDeleted"] == 0
+    assert job["failureReasons"] == [f"Encountered error: File body text exceeds size limit. [Files: {first}]. "
+                                     "Call to Customer Source did not succeed."]
+    assert first not in _retrieved_uris(local_aws, own_kb, "How fast does the Vortex Mixer spin?")
+
+
+def test_the_verdict_of_a_job_with_failed_documents_names_them(local_aws: Stack, own_kb: dict) -> None:
+    """The sync's decision (tailor.kb_sync.ingestion_verdict) on what the local AWS really returns."""
+    from tailor.kb_sync import ingestion_verdict
+
+    local_aws.arm_fault("ingestion:run", f"DOCUMENTS_FAILED:{own_kb['prefix']}*r.txt", message="Bad document.")
+    job = _ingest(local_aws, own_kb)
+    verdict = ingestion_verdict(job)
+    assert (verdict.done, verdict.ok, verdict.final, verdict.documents_failed) == (True, False, True, 2)
+    assert "2 of 3 documents scanned FAILED" in verdict.message
+    assert f"[Files: {own_kb['uri']}mixer.txt, {own_kb['uri']}welder.txt]" in verdict.message
+
+
+def test_a_documents_failed_glob_that_selects_nothing_fails_the_job_loudly(local_aws: Stack, own_kb: dict) -> None:
+    local_aws.arm_fault("ingestion:run", "DOCUMENTS_FAILED:no-such-prefix/*")
+    job = _ingest(local_aws, own_kb)
+    assert job["status"] == "FAILED"
+    assert "DOCUMENTS_FAILED:no-such-prefix/*" in job["failureReasons"][0]
+    assert "selects none of the 3 readable documents" in job["failureReasons"][0]

@@ -1,4 +1,8 @@
-"""Provider-style tests of StrictIngestionJobSensor and IngestionJobTrigger (no AWS: the clients are mocks)."""
+"""Provider-style tests of StrictIngestionJobSensor and IngestionJobTrigger (no AWS: the clients are mocks).
+
+Both modes of the sensor (poke, deferred via the trigger) and the trigger judge a job with one decision,
+``tailor.kb_sync.ingestion_verdict``: COMPLETE with documents failed fails the task like FAILED/STOPPED do.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from unittest import mock
 
 import pytest
 from airflow.providers.amazon.aws.hooks.bedrock import BedrockAgentHook
+from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
@@ -20,6 +25,10 @@ KB_ID = "KB12345678"
 DS_ID = "DS12345678"
 JOB_ID = "JOB1234567"
 REASONS = ["Access denied to s3://tailor-bakeoff/kb-data/", "Embedding model throttled"]
+FAILED_DOC = "s3://tailor-bakeoff/kb-data/vortex-mixer-vm-200-0123456789ab.txt"
+DOC_REASONS = [f"Encountered error: Ignored 1 files due to invalid metadata attributes. [Files: {FAILED_DOC}]. "
+               "Call to Customer Source did not succeed."]
+PARTIAL = {"numberOfDocumentsScanned": 15, "numberOfNewDocumentsIndexed": 14, "numberOfDocumentsFailed": 1}
 
 
 def job(status: str, **extra: Any) -> dict[str, Any]:
@@ -80,9 +89,42 @@ def test_poke_intermediate_states(mock_conn: mock.MagicMock, status: str) -> Non
     )
 
 
-def test_poke_complete(mock_conn: mock.MagicMock) -> None:
-    mock_conn.get_ingestion_job.return_value = job("COMPLETE", statistics={"numberOfNewDocumentsIndexed": 15})
-    assert make_sensor().poke({}) is True
+def test_poke_complete_returns_what_the_deferred_path_returns(mock_conn: mock.MagicMock) -> None:
+    statistics = {"numberOfDocumentsScanned": 15, "numberOfNewDocumentsIndexed": 15, "numberOfDocumentsFailed": 0}
+    mock_conn.get_ingestion_job.return_value = job("COMPLETE", statistics=statistics)
+    result = make_sensor().poke({})
+    assert isinstance(result, PokeReturnValue) and result.is_done
+    event = {"status": "COMPLETE", "ingestion_job_id": JOB_ID, "statistics": statistics, "failure_reasons": []}
+    assert result.xcom_value == event
+    assert make_sensor().execute_complete({}, event) == event
+    mock_conn.get_ingestion_job.assert_called_once()
+
+
+def test_poke_complete_with_failed_documents_fails_for_good(mock_conn: mock.MagicMock) -> None:
+    mock_conn.get_ingestion_job.return_value = job("COMPLETE", statistics=PARTIAL, failureReasons=DOC_REASONS)
+    with pytest.raises(AirflowFailException) as caught:
+        make_sensor().poke({})
+    message = str(caught.value)
+    assert "ended COMPLETE, but 1 of 15 documents scanned FAILED" in message
+    assert FAILED_DOC in message and "NOT published" in message
+    mock_conn.get_ingestion_job.assert_called_once()
+
+
+def test_non_deferrable_execute_polls_then_returns_the_event(mock_conn: mock.MagicMock) -> None:
+    statistics = {"numberOfDocumentsScanned": 15, "numberOfDocumentsFailed": 0}
+    mock_conn.get_ingestion_job.side_effect = [job("STARTING"), job("IN_PROGRESS"),
+                                               job("COMPLETE", statistics=statistics)]
+    result = make_sensor(deferrable=False, poke_interval=0).execute({})
+    assert result == {"status": "COMPLETE", "ingestion_job_id": JOB_ID, "statistics": statistics,
+                      "failure_reasons": []}
+    assert mock_conn.get_ingestion_job.call_count == 3
+
+
+def test_non_deferrable_execute_fails_on_failed_documents(mock_conn: mock.MagicMock) -> None:
+    mock_conn.get_ingestion_job.side_effect = [job("IN_PROGRESS"),
+                                               job("COMPLETE", statistics=PARTIAL, failureReasons=DOC_REASONS)]
+    with pytest.raises(AirflowFailException, match="1 of 15 documents scanned FAILED"):
+        make_sensor(deferrable=False, poke_interval=0).execute({})
 
 
 @pytest.mark.parametrize(
@@ -95,18 +137,17 @@ def test_poke_complete(mock_conn: mock.MagicMock) -> None:
 )
 def test_poke_failure_states_raise_with_reasons(mock_conn: mock.MagicMock, status: str) -> None:
     mock_conn.get_ingestion_job.return_value = job(status, failureReasons=REASONS)
-    with pytest.raises(AirflowException) as caught:
+    with pytest.raises(AirflowFailException) as caught:  # the same verdict as the deferred path
         make_sensor().poke({})
     message = str(caught.value)
-    for reason in REASONS:
-        assert reason in message
-    assert "; ".join(REASONS) in message
+    assert f"ended {status}: {'; '.join(REASONS)}" in message
+    assert "clear start_ingestion with its downstream tasks" in message
 
 
 @pytest.mark.parametrize("status", ["FAILED", "STOPPING", "STOPPED"])
 def test_poke_failure_states_raise_without_reasons(mock_conn: mock.MagicMock, status: str) -> None:
     mock_conn.get_ingestion_job.return_value = job(status)
-    with pytest.raises(AirflowException, match="Bedrock ingestion job sensor failed"):
+    with pytest.raises(AirflowFailException, match=f"{JOB_ID} .* ended {status}: no reason given"):
         make_sensor().poke({})
 
 
@@ -146,8 +187,8 @@ def test_execute_complete_returns_event_on_complete() -> None:
         pytest.param({"status": "STOPPED", "failure_reasons": ["Stopped by user"]}, "STOPPED", "Stopped by user",
                      id="stopped"),
         pytest.param({"status": "TIMEOUT", "failure_reasons": []}, "TIMEOUT", "no reason given", id="timeout"),
-        pytest.param(None, "without an event", "no reason given", id="none-event"),
-        pytest.param({}, "without an event", "no reason given", id="empty-event"),
+        pytest.param(None, "without a status", "no reason given", id="none-event"),
+        pytest.param({}, "without a status", "no reason given", id="empty-event"),
     ],
 )
 def test_execute_complete_raises(event: dict[str, Any] | None, status_text: str, reasons_text: str) -> None:
@@ -173,6 +214,35 @@ def test_a_timeout_stays_retryable(event: dict[str, Any] | None) -> None:
     with pytest.raises(AirflowException) as caught:
         make_sensor().execute_complete({}, event)
     assert not isinstance(caught.value, AirflowFailException)
+
+
+def test_execute_complete_fails_for_good_on_failed_documents() -> None:
+    event = {"status": "COMPLETE", "ingestion_job_id": JOB_ID, "statistics": PARTIAL,
+             "failure_reasons": DOC_REASONS}
+    with pytest.raises(AirflowFailException) as caught:
+        make_sensor().execute_complete({}, event)
+    message = str(caught.value)
+    assert f"Bedrock ingestion job {JOB_ID} (knowledge base {KB_ID}, data source {DS_ID})" in message
+    assert "ended COMPLETE, but 1 of 15 documents scanned FAILED to ingest" in message
+    assert f'"{DOC_REASONS[0]}"' in message
+    assert "The catalog version was NOT published" in message
+
+
+def test_the_sync_dags_publish_only_after_the_sensor_succeeded() -> None:
+    """A failed wait_for_ingestion must stop publish_kb_version (which advances catalog/current.json)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.stack import REPO
+
+    for name in ("catalog_kb_sync", "catalog_kb_sync_poll"):
+        dagbag = DagBag(dag_folder=str(REPO / "dags" / f"{name}.py"))
+        assert dagbag.import_errors == {}
+        dag = dagbag.dags[name]
+        wait, publish = dag.get_task("wait_for_ingestion"), dag.get_task("publish_kb_version")
+        assert isinstance(wait, StrictIngestionJobSensor) and wait.deferrable
+        assert "wait_for_ingestion" in publish.upstream_task_ids
+        assert publish.trigger_rule == "all_success"
+        assert not [t for t in dag.tasks if t.trigger_rule != "all_success" and "publish" in t.task_id]
 
 
 # --- IngestionJobTrigger -------------------------------------------------------------------------------------
@@ -291,6 +361,25 @@ def test_trigger_run_complete_carries_statistics() -> None:
     assert len(client.calls) == 3
     # The sensor accepts what the trigger emits.
     assert make_sensor().execute_complete({}, payload) == payload
+
+
+def test_trigger_run_complete_with_failed_documents_ends_and_the_sensor_fails() -> None:
+    client = FakeAsyncClient(job("IN_PROGRESS"), job("COMPLETE", statistics=PARTIAL, failureReasons=DOC_REASONS))
+    trigger = make_trigger()
+    with mock.patch.object(type(trigger), "log", new_callable=mock.PropertyMock) as log:
+        events, _ = run_trigger(trigger, client)
+    assert [e.payload for e in events] == [{"status": "COMPLETE", "ingestion_job_id": JOB_ID,
+                                            "statistics": PARTIAL, "failure_reasons": DOC_REASONS}]
+    logged = " ".join(str(c.args) for c in log.return_value.error.call_args_list)
+    assert "1 of 15 documents scanned FAILED" in logged, "the triggerer log tells the truth too"
+    with pytest.raises(AirflowFailException, match="1 of 15 documents scanned FAILED"):
+        make_sensor().execute_complete({}, events[0].payload)
+
+
+def test_trigger_keeps_polling_through_a_state_it_does_not_know() -> None:
+    client = FakeAsyncClient(job("SOME_NEW_STATE"), job("COMPLETE"))
+    events, _ = run_trigger(make_trigger(), client)
+    assert [e.payload["status"] for e in events] == ["COMPLETE"] and len(client.calls) == 2
 
 
 def test_trigger_run_timeout() -> None:

@@ -728,3 +728,131 @@ def test_the_sync_dags_catalog_key_param_refuses_what_the_code_refuses(key: str)
         Param(key, **param.schema).resolve()
     for good in ("", "catalog/incoming/products.txt", "s3://tailor-bakeoff/catalog/versions/0123456789ab/p.txt"):
         assert Param(good, **param.schema).resolve() == good
+
+
+# --- ingestion_verdict: what a finished ingestion job means for the sync ------------------------------------
+
+JOB_IDS = {"ingestionJobId": "JOB1234567", "knowledgeBaseId": "KB12345678", "dataSourceId": "DS12345678"}
+FILES = [f"s3://{BUCKET}/{DATA_PREFIX}product-{i}.txt" for i in range(5)]
+
+
+def ingestion_job(status: str, failed: int | None = 0, scanned: int = 15, reasons: list[str] | None = None,
+                  **statistics: Any) -> dict[str, Any]:
+    stats = {"numberOfDocumentsScanned": scanned, "numberOfNewDocumentsIndexed": scanned - (failed or 0),
+             "numberOfModifiedDocumentsIndexed": 0, "numberOfDocumentsDeleted": 0, **statistics}
+    if failed is not None:
+        stats["numberOfDocumentsFailed"] = failed
+    job = {**JOB_IDS, "status": status, "statistics": stats}
+    if reasons is not None:
+        job["failureReasons"] = reasons
+    return job
+
+
+def aws_reason(reason: str, *uris: str) -> str:
+    """A failureReasons entry in the shape observed from AWS (see localaws.bedrock_agent.failure_reason)."""
+    return f"Encountered error: {reason} [Files: {', '.join(uris)}]. Call to Customer Source did not succeed."
+
+
+def test_a_complete_job_without_failed_documents_may_publish() -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    verdict = ingestion_verdict(ingestion_job("COMPLETE", failed=0))
+    assert (verdict.status, verdict.done, verdict.ok, verdict.final, verdict.documents_failed) == (
+        "COMPLETE", True, True, False, 0)
+    assert "JOB1234567" in verdict.message and "15 scanned, 15 new" in verdict.message
+    assert "0 failed" in verdict.message
+
+
+@pytest.mark.parametrize("failed", [None, 0])
+def test_a_complete_job_without_the_failed_count_is_not_a_failure(failed: int | None) -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    assert ingestion_verdict(ingestion_job("COMPLETE", failed=failed)).ok is True
+
+
+def test_a_complete_job_with_failed_documents_is_a_final_failure_that_says_what_to_do() -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    reason = aws_reason("Ignored 1 files due to invalid metadata attributes.", FILES[0])
+    verdict = ingestion_verdict(ingestion_job("COMPLETE", failed=1, reasons=[reason]))
+    assert (verdict.status, verdict.done, verdict.ok, verdict.final, verdict.documents_failed) == (
+        "COMPLETE", True, False, True, 1)
+    message = verdict.message
+    assert "Bedrock ingestion job JOB1234567 (knowledge base KB12345678, data source DS12345678)" in message
+    assert "ended COMPLETE, but 1 of 15 documents scanned FAILED to ingest" in message
+    assert f'Failure reasons: "{reason}"' in message
+    assert "The catalog version was NOT published" in message and "catalog/current.json is not advanced" in message
+    assert "Check the documents named above" in message
+    assert "clear start_ingestion with its downstream tasks" in message
+    assert "keeps its previous version" not in message, "the KB now serves the new documents that did index"
+
+
+def test_failure_reasons_are_bounded_first_few_then_how_many_more() -> None:
+    from tailor.kb_sync import QUOTED_REASONS, REASON_CHARS, ingestion_verdict
+
+    reasons = [aws_reason(f"problem {i}.", uri) for i, uri in enumerate(FILES)]
+    reasons[0] = aws_reason("x" * (2 * REASON_CHARS), FILES[0])
+    message = ingestion_verdict(ingestion_job("COMPLETE", failed=5, reasons=reasons)).message
+    assert QUOTED_REASONS == 3
+    assert f'"{reasons[0][:REASON_CHARS]}…"' in message and reasons[0] not in message
+    assert f'"{reasons[1]}"' in message and f'"{reasons[2]}"' in message
+    assert reasons[3] not in message and reasons[4] not in message
+    assert "(and 2 more reasons)" in message
+    assert "5 of 15 documents scanned FAILED" in message
+
+
+def test_a_reason_that_is_a_json_encoded_list_is_unpacked() -> None:
+    """Jobs have been reported with each failureReasons entry a JSON array of strings."""
+    from tailor.kb_sync import failure_reason_lines, ingestion_verdict
+
+    first, second = aws_reason("Ignored 1 files.", FILES[0]), aws_reason("Ignored 1 files.", FILES[1])
+    reasons = [json.dumps([first, second]), "[not json", "  "]
+    assert failure_reason_lines(reasons) == [first, second, "[not json"]
+    message = ingestion_verdict(ingestion_job("COMPLETE", failed=2, reasons=reasons)).message
+    assert f'"{first}"; "{second}"; "[not json"' in message
+
+
+def test_failed_documents_without_reasons_still_fail() -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    verdict = ingestion_verdict(ingestion_job("COMPLETE", failed=2, scanned=0))
+    assert verdict.ok is False and verdict.final is True
+    assert "but 2 documents scanned FAILED" in verdict.message  # no "of 0": the count would be a lie
+    assert "Failure reasons: no reason given" in verdict.message
+
+
+def test_reasons_on_a_clean_complete_job_are_logged_as_warnings() -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    verdict = ingestion_verdict(ingestion_job("COMPLETE", failed=0, reasons=["metadata key ignored"]))
+    assert verdict.ok is True and 'warnings: "metadata key ignored"' in verdict.message
+
+
+@pytest.mark.parametrize("status", ["STARTING", "IN_PROGRESS", "SOME_NEW_STATE"])
+def test_a_running_or_unknown_state_is_not_done(status: str) -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    verdict = ingestion_verdict(ingestion_job(status, failed=3))
+    assert (verdict.done, verdict.ok, verdict.final) == (False, False, False)
+    assert verdict.message.endswith(f"is {status}")
+
+
+@pytest.mark.parametrize("status", ["FAILED", "STOPPING", "STOPPED"])
+def test_a_failed_or_stopped_job_is_a_final_failure(status: str) -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    verdict = ingestion_verdict(ingestion_job(status, reasons=["Access denied", "Embedding model throttled"]))
+    assert (verdict.done, verdict.ok, verdict.final) == (True, False, True)
+    assert f"ended {status}: Access denied; Embedding model throttled. The Knowledge Base keeps" in verdict.message
+    assert "clear start_ingestion with its downstream tasks" in verdict.message
+
+
+@pytest.mark.parametrize(("job", "shown"), [({**JOB_IDS, "status": "TIMEOUT"}, "TIMEOUT"),
+                                            ({}, "without a status"), (None, "without a status")])
+def test_a_timeout_or_missing_status_is_a_retryable_failure(job: dict[str, Any] | None, shown: str) -> None:
+    from tailor.kb_sync import ingestion_verdict
+
+    verdict = ingestion_verdict(job)
+    assert (verdict.done, verdict.ok, verdict.final) == (True, False, False)
+    assert f"ended {shown}: no reason given" in verdict.message
+    assert verdict.message.endswith("a retry waits on the same job again.")
