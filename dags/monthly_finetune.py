@@ -5,18 +5,20 @@ Training data comes from the catalog version the Knowledge Base holds (`catalog/
 **domain adaptation** (the catalog text, the default, as in the seed) or **instruction tuning** (the QA train
 set as JSONL + template). The QA *test* set is never in a training channel (checked). A
 `SageMakerTrainingOperator` job with a deterministic name per run (a retry re-attaches instead of paying for a
-second job) -> model -> **challenger** endpoint -> smoke test -> the challenger and the current **champion**
-answer the same held-out questions (BERTScore F1) -> the champion endpoint is pointed at the challenger's
-config only if it is not worse by more than `finetune.promote_margin` (Param `promote` overrides). The
-challenger endpoint is always deleted afterwards (teardown, also on failure): only the champion keeps
-running (ml.g5.12xlarge 24x7 is about $5,100/month: see the cost model). Lineage (job, data version,
-hyperparameters, metrics, decision) is written to `finetune/<job>/lineage.json`; `finetuned-model` announces
-a promotion. Empty Params use the config (`include/config/defaults.yaml`, section `finetune`).
+second job) -> model -> **challenger** endpoint (a retry reuses what an earlier try created) -> smoke test -> the
+challenger and the current **champion** answer the same held-out questions (BERTScore F1) -> the champion
+endpoint is pointed at the challenger's config only if it is not worse by more than `finetune.promote_margin`
+(Param `promote` overrides). Promotion deletes the challenger first (a blue/green update runs two champion
+fleets: the account needs 2 endpoint instances of the type, not 3), then checks what SageMaker did: a rolled-back
+update fails `promote` and is recorded as `rolled_back`, never as promoted. The challenger endpoint is always
+deleted (teardown, also on failure; verified gone, else the teardown task fails): only the champion keeps running
+(ml.g5.12xlarge 24x7 is about $5,100/month: see the cost model). Lineage (job, data version, hyperparameters,
+metrics, decision and its outcome) is written to `finetune/<job>/lineage.json`; `finetuned-model` announces a
+confirmed promotion only. Empty Params use the config (`include/config/defaults.yaml`, section `finetune`).
 """
 
 from __future__ import annotations
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator, SageMakerModelOperator
 from airflow.sdk import Param, chain, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -30,7 +32,7 @@ from tailor_airflow.finetune import (
     smoke_test,
     teardown_challenger,
 )
-from tailor_airflow.sagemaker import ResumableTrainingOperator
+from tailor_airflow.sagemaker import ResumableEndpointOperator, ResumableModelOperator, ResumableTrainingOperator
 
 POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
 
@@ -71,17 +73,17 @@ def monthly_finetune() -> None:
         print_log=False,
     )
     configs = deployment_configs(prepared["job_name"], train.output)
-    create_model = SageMakerModelOperator(task_id="create_model", config=configs["model"])
-    deploy = SageMakerEndpointOperator(
-        task_id="deploy_challenger", config=configs["endpoint"], operation="create",
-        wait_for_completion=True, check_interval=POLL_SECONDS,
-    )
+    create_model = ResumableModelOperator(task_id="create_model", config=configs["model"])
+    deploy = ResumableEndpointOperator(task_id="deploy_challenger", config=configs["endpoint"],
+                                       check_interval=POLL_SECONDS)
     evaluation = evaluate_challenger(configs["challenger_endpoint"])
     decision = promote(prepared, configs, evaluation)
     teardown = teardown_challenger()
     chain(train, configs, create_model, deploy, smoke_test(configs["challenger_endpoint"]), evaluation, decision,
           teardown)
-    teardown.as_teardown(setups=prepared.operator)  # runs even if training/deploy failed: nothing left running
+    # Runs even if training/deploy failed; fails (red, lineage "problems") if the challenger is not verified gone.
+    # Not on_failure_fail_dagrun: it would make the teardown the only leaf and turn failed runs green.
+    teardown.as_teardown(setups=prepared.operator)
 
 
 monthly_finetune()

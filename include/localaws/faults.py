@@ -30,7 +30,11 @@ so a test can prove the fault really hit. Operations:
   [Files: s3://bucket/key, ...]. Call to Customer Source did not succeed."`` (status is not used; a glob that
   selects no document ends the job FAILED saying so).
 * ``sagemaker:training``: the training job ends Failed with the message as its ``FailureReason``.
-* ``sagemaker:CreateEndpoint``: the endpoint is created but ends Failed with the message as its reason.
+* ``sagemaker:CreateEndpoint``: the endpoint is created (Creating) but ends Failed with the message as its reason.
+* ``sagemaker:UpdateEndpoint``: the update is accepted (Updating), then rolls back as AWS's blue/green update does
+  when the new fleet fails: the endpoint returns to InService on its OLD ``EndpointConfigName`` with the message
+  as its ``FailureReason`` (the error name and status are not used). The fault is taken when UpdateEndpoint is
+  called, so arm it before the update.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ OPERATIONS = (
     "ingestion:run",
     "sagemaker:training",
     "sagemaker:CreateEndpoint",
+    "sagemaker:UpdateEndpoint",
 )
 
 

@@ -7,7 +7,12 @@ instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Her
   its own container; its memory returns to the OS when it ends) on the job's ``train`` channel: InProgress ->
   Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics, ``BillableTimeInSeconds``)
   or Failed with ``FailureReason`` (the algorithm's own error).
-* ``UpdateEndpoint`` points an endpoint at another endpoint config (blue/green by config name).
+* Hosting as strict as AWS's (details and sources at ``# --- hosting``): CreateModel, CreateEndpointConfig and
+  CreateEndpoint refuse an existing name; CreateEndpoint and UpdateEndpoint are asynchronous (Creating/Updating,
+  then InService or Failed after ``LOCALAWS_ENDPOINT_SECONDS``, default 1 s); UpdateEndpoint (blue/green by config
+  name, which moto lacks) and DeleteEndpoint refuse an endpoint that is not settled, UpdateEndpoint a Failed one;
+  a failed update rolls back to the old config with a ``FailureReason`` (fault ``sagemaker:UpdateEndpoint``);
+  "Could not find ..." messages have AWS's shape (``"arn:..."``).
 * ``InvokeEndpoint`` serves the model behind the endpoint with JumpStart's text-generation contract:
   ``{"inputs": str, "parameters": {...}}`` -> ``{"generated_text": str}``, with ``details`` (``finish_reason``,
   ``generated_tokens``) when the parameters set ``"details": true``, as LMI/TGI do. A model whose artifact lives
@@ -16,21 +21,25 @@ instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Her
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
 import tarfile
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
-from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend, sagemaker_backends
+from moto.sagemaker.models import FakeEndpoint, FakeTrainingJob, SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemaker.utils import arn_formatter
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from localaws import faults, serving
@@ -126,19 +135,128 @@ def _create_training_job(self: SageMakerModelBackend, **kwargs: Any) -> FakeTrai
     return job
 
 
-_original_create_endpoint = SageMakerModelBackend.create_endpoint
+# --- hosting: models, endpoint configurations, endpoints ----------------------------------------------------------
+#
+# Rules and their sources (AWS wording observed in error reports; moto 5.2.5 does none of this):
+# * Names are unique per account and region; creating an existing one is a ValidationException:
+#   'Cannot create already existing model "arn:aws:sagemaker:<region>:<account>:model/<name>".'
+#   (astronomer/astronomer-providers#1055), '... endpoint configuration "arn:...:endpoint-config/<name>".'
+#   (awslabs/spot-tagging-bot-for-digital-assets#2), '... endpoint "arn:...:endpoint/<name>".'
+#   (aws/sagemaker-python-sdk#101, aws/amazon-sagemaker-examples#2491). moto silently replaces models and configs.
+# * A missing resource: ValidationException 'Could not find endpoint "arn:...".' (DeleteEndpoint, in
+#   aws/amazon-sagemaker-examples; the prefixes AWS's aws/amazon-sagemaker-operator-for-k8s matches for
+#   Describe/Delete/UpdateEndpoint), 'Could not find model "arn:...".' (CreateEndpointConfig, observed),
+#   'Could not find endpoint configuration "arn:...".'. moto quotes with '...': rewritten to AWS's "...".
+# * CreateEndpoint: "it sets the endpoint status to Creating. After it creates the endpoint, it sets the status to
+#   InService" (CreateEndpoint API reference). UpdateEndpoint: Updating, then InService; blue/green, the old fleet
+#   serves meanwhile (UpdateEndpoint API reference); DescribeEndpoint shows the new config under
+#   PendingDeploymentSummary while it deploys, EndpointConfigName changes when it is done (DescribeEndpoint API
+#   reference: PendingDeploymentSummary "only returned when the endpoint is creating or updating with a new
+#   endpoint configuration").
+# * A failed update leaves the endpoint InService on its old EndpointConfigName with a FailureReason ("the status
+#   is InService but update operation fails": DescribeEndpoint API reference, FailureReason; AWS's controller test
+#   aws-controllers-k8s/sagemaker-controller test_endpoint.py update_endpoint_failed_test); a successful update
+#   clears it (same test). Fault ``sagemaker:UpdateEndpoint`` makes the next update(s) roll back so.
+# * UpdateEndpoint/DeleteEndpoint on an endpoint that is Creating/Updating/...: ValidationException
+#   'Cannot update in-progress endpoint "arn:...".' (observed for DeleteEndpoint while Creating; prefix in
+#   aws/amazon-sagemaker-operator-for-k8s); UpdateEndpoint on a Failed endpoint: 'Cannot update failed endpoint
+#   "arn:..."' ("DeleteEndpoint is the only operation that can be performed on a failed endpoint": DescribeEndpoint
+#   API reference, EndpointStatus; message as matched in public code and hashicorp/terraform-provider-aws tests).
+
+_IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+_endpoint_lock = threading.RLock()  # request threads and the status timers change endpoints
+_MOTO_NOT_FOUND = re.compile(r"^Could not find (?P<kind>[a-z_ ]+?) '(?P<arn>arn:[^']+)'\.?$")
+
+
+def _transition_seconds() -> float:
+    """How long an endpoint stays Creating/Updating here (minutes on AWS)."""
+    return float(os.environ.get("LOCALAWS_ENDPOINT_SECONDS") or 1.0)
+
+
+def _arn(backend: SageMakerModelBackend, kind: str, name: str) -> str:
+    return arn_formatter(kind, name, backend.account_id, backend.region_name)
+
+
+def _aws_not_found(method: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's "Could not find <kind> '<arn>'." (or "endpoint_config") as AWS says it: ... <kind> "<arn>"."""
+
+    @functools.wraps(method)
+    def wrapper(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ValidationError as error:
+            found = _MOTO_NOT_FOUND.match(error.message or "")
+            if found is None:
+                raise
+            kind = found["kind"].replace("endpoint_config", "endpoint configuration")
+            raise ValidationError(f'Could not find {kind} "{found["arn"]}".') from None
+
+    return wrapper
+
+
+_original = {name: getattr(SageMakerModelBackend, name) for name in (
+    "create_model", "describe_model", "delete_model", "create_endpoint_config", "describe_endpoint_config",
+    "delete_endpoint_config", "create_endpoint", "describe_endpoint")}
+
+
+def _create_model(self: SageMakerModelBackend, **kwargs: Any) -> Any:
+    if kwargs["model_name"] in self._models:
+        raise ValidationError(f'Cannot create already existing model "{_arn(self, "model", kwargs["model_name"])}".')
+    return _original["create_model"](self, **kwargs)
+
+
+def _delete_model(self: SageMakerModelBackend, model_name: str) -> None:
+    if model_name not in self._models:  # moto: 'Could not find model "<name>".', without the ARN AWS gives
+        raise ValidationError(f'Could not find model "{_arn(self, "model", model_name)}".')
+    _original["delete_model"](self, model_name)
+
+
+def _create_endpoint_config(self: SageMakerModelBackend, **kwargs: Any) -> Any:
+    name = kwargs["endpoint_config_name"]
+    if name in self.endpoint_configs:
+        raise ValidationError(
+            f'Cannot create already existing endpoint configuration "{_arn(self, "endpoint-config", name)}".')
+    return _original["create_endpoint_config"](self, **kwargs)
+
+
+def _settle_later(backend: SageMakerModelBackend, endpoint: FakeEndpoint, finish: Callable[[], None]) -> None:
+    """Run ``finish`` (the end of a Creating/Updating) after the transition time, unless the endpoint was deleted."""
+
+    def run() -> None:
+        with _endpoint_lock:
+            if backend.endpoints.get(endpoint.endpoint_name) is endpoint:
+                finish()
+                endpoint.last_modified_time = utcnow()
+
+    timer = threading.Timer(_transition_seconds(), run)
+    timer.daemon = True
+    timer.start()
 
 
 def _create_endpoint(self: SageMakerModelBackend, endpoint_name: str, endpoint_config_name: str, tags: Any) -> Any:
-    if endpoint_name in self.endpoints:  # AWS's wording: the provider's operator falls back to an update on it
-        arn = self.endpoints[endpoint_name].arn
-        raise ValidationError(f'Cannot create already existing endpoint "{arn}".')
-    endpoint = _original_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
-    try:
-        faults.check("sagemaker:CreateEndpoint")
-    except faults.InjectedFault as fault:  # the endpoint exists but never comes up, as on AWS
-        endpoint.endpoint_status, endpoint.failure_reason = "Failed", fault.message
+    with _endpoint_lock:
+        if endpoint_name in self.endpoints:  # the provider's operator falls back to an update on this message
+            raise ValidationError(f'Cannot create already existing endpoint "{self.endpoints[endpoint_name].arn}".')
+        endpoint = _original["create_endpoint"](self, endpoint_name, endpoint_config_name, tags)
+        fault = faults.take("sagemaker:CreateEndpoint")
+        endpoint.endpoint_status = "Creating"
+
+    def finish() -> None:  # the endpoint exists but never comes up on a fault, as on AWS
+        endpoint.endpoint_status = "Failed" if fault else "InService"
+        endpoint.failure_reason = fault.message if fault else None
+
+    _settle_later(self, endpoint, finish)
     return endpoint
+
+
+def _delete_endpoint(self: SageMakerModelBackend, endpoint_name: str) -> None:
+    with _endpoint_lock:
+        endpoint = self.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise ValidationError(f'Could not find endpoint "{_arn(self, "endpoint", endpoint_name)}".')
+        if endpoint.endpoint_status in _IN_PROGRESS:
+            raise ValidationError(f'Cannot update in-progress endpoint "{endpoint.arn}".')
+        del self.endpoints[endpoint_name]
 
 
 def update_endpoint(self: SageMakerResponse) -> Any:
@@ -146,15 +264,32 @@ def update_endpoint(self: SageMakerResponse) -> Any:
 
     name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
     backend = self.sagemaker_backend
-    endpoint = backend.endpoints.get(name)
-    if endpoint is None:
-        raise ValidationError(f"Could not find endpoint \"{name}\".")
-    config = backend.endpoint_configs.get(config_name)
-    if config is None:
-        raise ValidationError(f"Could not find endpoint configuration \"{config_name}\".")
-    endpoint.endpoint_config_name = config_name
-    endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
-    endpoint.last_modified_time = str(utcnow())
+    with _endpoint_lock:
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            raise ValidationError(f'Could not find endpoint "{_arn(backend, "endpoint", name)}".')
+        config = backend.endpoint_configs.get(config_name)
+        if config is None:
+            raise ValidationError(
+                f'Could not find endpoint configuration "{_arn(backend, "endpoint-config", config_name)}".')
+        if endpoint.endpoint_status == "Failed":
+            raise ValidationError(f'Cannot update failed endpoint "{endpoint.arn}".')
+        if endpoint.endpoint_status != "InService":
+            raise ValidationError(f'Cannot update in-progress endpoint "{endpoint.arn}".')
+        fault = faults.take("sagemaker:UpdateEndpoint")
+        endpoint.endpoint_status = "Updating"
+        endpoint.pending_deployment_summary = {"EndpointConfigName": config_name, "StartTime": utcnow()}
+        endpoint.last_modified_time = utcnow()
+
+    def finish() -> None:
+        endpoint.endpoint_status, endpoint.pending_deployment_summary = "InService", None
+        if fault:  # rolled back: the old fleet keeps serving the old config
+            endpoint.failure_reason = fault.message
+            return
+        endpoint.endpoint_config_name, endpoint.failure_reason = config_name, None
+        endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+
+    _settle_later(backend, endpoint, finish)
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
@@ -219,6 +354,14 @@ def _model_dir(url: str) -> Path:
 def install(endpoint_url: str) -> None:
     _STATE["endpoint_url"] = endpoint_url
     SageMakerModelBackend.create_training_job = _create_training_job
-    SageMakerModelBackend.create_endpoint = _create_endpoint
+    SageMakerModelBackend.create_model = _create_model
+    SageMakerModelBackend.describe_model = _aws_not_found(_original["describe_model"])
+    SageMakerModelBackend.delete_model = _delete_model
+    SageMakerModelBackend.create_endpoint_config = _aws_not_found(_create_endpoint_config)
+    SageMakerModelBackend.describe_endpoint_config = _aws_not_found(_original["describe_endpoint_config"])
+    SageMakerModelBackend.delete_endpoint_config = _aws_not_found(_original["delete_endpoint_config"])
+    SageMakerModelBackend.create_endpoint = _aws_not_found(_create_endpoint)
+    SageMakerModelBackend.describe_endpoint = _aws_not_found(_original["describe_endpoint"])
+    SageMakerModelBackend.delete_endpoint = _delete_endpoint
     SageMakerResponse.update_endpoint = update_endpoint
     SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint

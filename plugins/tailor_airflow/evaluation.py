@@ -113,11 +113,14 @@ def _ports(conn_id: str) -> Any:
 def _endpoint_missing(conn_id: str, name: str) -> str | None:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+    from tailor.aws_errors import describe_or_none
+
     sagemaker = AwsBaseHook(aws_conn_id=conn_id, client_type="sagemaker").get_conn()
-    try:
-        status = sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]
-    except sagemaker.exceptions.ClientError:
+    # only "not found" is an answer about the endpoint; AccessDenied or throttling fail the task (retried)
+    described = describe_or_none(lambda: sagemaker.describe_endpoint(EndpointName=name), "endpoint")
+    if described is None:
         return f"endpoint {name} not found: run monthly_finetune to deploy a champion"
+    status = described["EndpointStatus"]
     return None if status in ("InService", "Updating") else f"endpoint {name} is {status}, not InService"
 
 

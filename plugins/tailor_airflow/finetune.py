@@ -7,13 +7,22 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.sdk import task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import AssetAlias, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from tailor.config import parse_time_setting
 from tailor_airflow.assets import FINETUNED_MODEL
 from tailor_airflow.clients import settings_and_s3
 
 CHAMPION_KEY = "finetune/champion.json"
+#: ``promote``'s outlet: an event for ``finetuned-model`` is added through it only when the champion endpoint was
+#: seen InService on the new configuration (a plain outlet would announce every successful ``promote``, including
+#: "kept the champion", and start the weekly evaluation that listens to the asset for nothing).
+PROMOTIONS = AssetAlias(name="finetuned-model-promotions")
+#: Endpoint waits (seconds): poll interval, and how long a create/update/delete may take (an 8B LMI endpoint
+#: takes 10-30 min to come up on AWS; a blue/green update as long, plus the old fleet's draining).
+POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
+ENDPOINT_TIMEOUT_SECONDS = parse_time_setting("finetune", "endpoint_timeout_seconds", 2 * 3600)
 
 
 @task(multiple_outputs=True)
@@ -79,12 +88,10 @@ def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any
             "model_data_url": artifact, "billable_seconds": training["Training"].get("BillableTimeInSeconds")}
 
 
-def _endpoint_exists(sagemaker: Any, name: str) -> bool:
-    try:
-        sagemaker.describe_endpoint(EndpointName=name)
-        return True
-    except sagemaker.exceptions.ClientError:
-        return False
+def _waiting() -> Any:
+    from tailor.endpoints import Waiting
+
+    return Waiting(poll=POLL_SECONDS, timeout=ENDPOINT_TIMEOUT_SECONDS)
 
 
 def _answers(runtime: Any, endpoint: str, questions: list[str], max_new_tokens: int) -> list[str]:
@@ -115,6 +122,7 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
     """Mean BERTScore F1 of challenger and champion on the same held-out test questions."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+    from tailor.endpoints import SERVING, describe_endpoint
     from tailor.metrics.bertscore import BertScorer
     from tailor.qa import load_qa
 
@@ -127,9 +135,13 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
     scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
     result: dict[str, Any] = {"n": len(items), "metric": "bertscore_f1"}
     for role, endpoint in (("challenger", challenger_endpoint), ("champion", ft.champion_endpoint)):
-        if role == "champion" and not _endpoint_exists(sagemaker, endpoint):
-            result["champion"] = None
-            continue
+        if role == "champion":  # AccessDenied/throttling raise: never read as "no champion"
+            described = describe_endpoint(sagemaker, endpoint)
+            result["champion_status"] = described["EndpointStatus"] if described else None
+            if described is None or described["EndpointStatus"] not in SERVING:
+                print(f"champion {endpoint}: {result['champion_status'] or 'absent'}, nothing to compare with")
+                result["champion"] = None
+                continue
         answers = _answers(runtime, endpoint, questions, ft.max_new_tokens)
         scores = [f1 for _, _, f1 in scorer.score(answers, references)]
         result[role] = sum(scores) / len(scores)
@@ -137,48 +149,74 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
     return result
 
 
-@task(outlets=[FINETUNED_MODEL])
+@task(outlets=[PROMOTIONS])
 def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict[str, Any],
             **context: Any) -> dict[str, Any]:
-    """Point the champion endpoint at the challenger only if it is not worse by more than the margin."""
-    cfg, s3 = settings_and_s3()
-    ft = cfg.finetune
-    policy = context["params"].get("promote", "if_better")
-    champion, challenger = evaluation.get("champion"), evaluation["challenger"]
-    promoted = policy == "always" or (policy == "if_better" and (
-        champion is None or challenger >= champion - ft.promote_margin))
-    decision = {"policy": policy, "promoted": promoted, "challenger": challenger, "champion": champion,
-                "margin": ft.promote_margin}
-    if promoted:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    """Point the champion endpoint at the challenger's configuration if it is not worse by more than the margin,
+    and report what SageMaker really did.
 
-        sagemaker = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="sagemaker").get_conn()
-        request = {"EndpointName": ft.champion_endpoint, "EndpointConfigName": prepared["job_name"]}
-        if _endpoint_exists(sagemaker, ft.champion_endpoint):
-            sagemaker.update_endpoint(**request)  # blue/green: SageMaker swaps to the new config
-        else:
-            sagemaker.create_endpoint(**request)
-        sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=ft.champion_endpoint)
-        pointer = {"endpoint_name": ft.champion_endpoint, "job_name": prepared["job_name"],
-                   "model_data_url": deployed["model_data_url"], "catalog_version": prepared["catalog_version"],
-                   "promoted_at": datetime.now(timezone.utc).isoformat(), "run_id": context["run_id"],
-                   "evaluation": evaluation}
-        s3.put_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY, Body=json.dumps(pointer, indent=2).encode())
-        context["outlet_events"][FINETUNED_MODEL].extra = {"job_name": prepared["job_name"],
-                                                           "endpoint_name": ft.champion_endpoint}
-    print(f"champion/challenger decision: {decision}")
-    return decision
+    The challenger endpoint is deleted first: a blue/green UpdateEndpoint runs the old and the new champion fleets
+    side by side, so with the challenger still up the account would need three instances of the endpoint type
+    (its "<type> for endpoint usage" quota) instead of two. After UpdateEndpoint (CreateEndpoint when there is no
+    champion; delete + create when it is Failed) the task waits and checks: promoted only if the champion is
+    InService on the new configuration with no FailureReason. A rolled-back update (InService on the old
+    configuration with a FailureReason) or a Failed champion fails the task without retrying (another try would
+    pay for another fleet and most likely fail the same way): the decision is recorded as ``rolled_back`` /
+    ``failed`` (XCom ``decision``, then lineage), champion.json is untouched and no ``finetuned-model`` event is
+    emitted. A retry after any other error resumes: it waits for an update in flight and reuses a promotion an
+    earlier try completed.
+    """
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    from tailor.endpoints import decide, delete_endpoint, outcome_record, promote_endpoint
+
+    cfg, s3 = settings_and_s3()
+    ft, ti = cfg.finetune, context["ti"]
+    decision = decide(context["params"].get("promote", "if_better"), evaluation.get("challenger"),
+                      evaluation.get("champion"), ft.promote_margin)
+    if not decision.promote:
+        record = outcome_record(decision, None)
+        ti.xcom_push(key="decision", value=record)
+        print(f"champion/challenger decision: {record}")
+        return record
+    sagemaker = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="sagemaker").get_conn()
+    delete_endpoint(sagemaker, deployed["challenger_endpoint"], _waiting())  # its instances, before the update
+    result = promote_endpoint(sagemaker, ft.champion_endpoint, prepared["job_name"], _waiting())
+    record = outcome_record(decision, result)
+    ti.xcom_push(key="decision", value=record)
+    print(f"champion/challenger decision: {record}")
+    if result.outcome != "promoted":
+        raise AirflowFailException(
+            f"promotion {result.outcome}: endpoint {ft.champion_endpoint} is "
+            f"{(result.endpoint or {}).get('EndpointStatus', 'absent')} on {result.config_name}, not on "
+            f"{prepared['job_name']} (FailureReason: {result.failure_reason}). champion.json and the "
+            f"finetuned-model asset were not changed; see SageMaker's FailureReason, then clear this task to try "
+            f"again.")
+    pointer = {"endpoint_name": ft.champion_endpoint, "job_name": prepared["job_name"],
+               "endpoint_config_name": result.config_name,
+               "model_data_url": deployed["model_data_url"], "catalog_version": prepared["catalog_version"],
+               "promoted_at": datetime.now(timezone.utc).isoformat(), "run_id": context["run_id"],
+               "evaluation": evaluation, "actions": list(result.actions)}
+    s3.put_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY, Body=json.dumps(pointer, indent=2).encode())
+    context["outlet_events"][PROMOTIONS].add(FINETUNED_MODEL, extra={"job_name": prepared["job_name"],
+                                                                      "endpoint_name": ft.champion_endpoint})
+    return record
 
 
 @task
 def teardown_challenger(**context: Any) -> dict[str, Any]:
-    """Delete the challenger endpoint and record the run's lineage, also when the run failed.
+    """Delete the challenger endpoint, verify it is gone, and record the run's lineage, also when the run failed.
 
     Wired as a teardown of ``prepare_training_data``: it runs once anything may have been created, whatever
-    happened after, and its own outcome does not decide the run's state.
+    happened after. It waits out a challenger still Creating (AWS refuses to delete it then) and returns only when
+    SageMaker says the endpoint does not exist; otherwise -- or when AWS refuses to answer (AccessDenied,
+    throttling) -- it writes the lineage and then fails, and the DAG run fails with it (``on_failure_fail_dagrun``):
+    an ml.g5.12xlarge left running costs about $7 an hour.
     """
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+    from tailor.aws_errors import describe_or_none, summary
+    from tailor.endpoints import EndpointError, delete_endpoint, lineage_status
     from tailor.training_data import job_name_for
 
     cfg, s3 = settings_and_s3()
@@ -187,17 +225,21 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
     prepared = ti.xcom_pull(task_ids="prepare_training_data") or {}
     sagemaker = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="sagemaker").get_conn()
     challenger = f"{job_name}-challenger"
-    deleted = _endpoint_exists(sagemaker, challenger)
-    if deleted:
-        sagemaker.delete_endpoint(EndpointName=challenger)
+    problems: list[str] = []
+    deleted = None
     try:
-        training = sagemaker.describe_training_job(TrainingJobName=job_name)
-    except sagemaker.exceptions.ClientError:
+        deleted = delete_endpoint(sagemaker, challenger, _waiting())
+    except (EndpointError, sagemaker.exceptions.ClientError) as error:
+        problems.append(f"challenger endpoint {challenger} may still be running: {summary(error)}")
+    try:
+        training = describe_or_none(lambda: sagemaker.describe_training_job(TrainingJobName=job_name),
+                                    "training job") or {}
+    except sagemaker.exceptions.ClientError as error:
+        problems.append(f"training job {job_name} could not be described: {summary(error)}")
         training = {}
-    decision = ti.xcom_pull(task_ids="promote")
+    decision = ti.xcom_pull(task_ids="promote", key="decision")
     lineage = {
-        "run_id": context["run_id"], "job_name": job_name,
-        "status": "promoted" if decision and decision["promoted"] else "kept_champion" if decision else "failed",
+        "run_id": context["run_id"], "job_name": job_name, "status": lineage_status(decision),
         "catalog_version": prepared.get("catalog_version"), "method": prepared.get("method"),
         "training_data_sha256": prepared.get("training_data_sha256"),
         "test_set_version": prepared.get("test_set_version"),
@@ -206,10 +248,13 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
         "hyperparameters": training.get("HyperParameters"),
         "final_metrics": {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])},
         "model_data_url": (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
-        "decision": decision, "challenger_endpoint_deleted": deleted,
-        "recorded_at": datetime.now(timezone.utc).isoformat(),
+        "decision": decision, "challenger_endpoint_deleted": deleted is not None,
+        "challenger_endpoint_gone": not any(p.startswith("challenger") for p in problems),
+        "problems": problems, "recorded_at": datetime.now(timezone.utc).isoformat(),
     }
     key = f"finetune/{job_name}/lineage.json"
     s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=json.dumps(lineage, indent=2, default=str).encode())
     print(f"lineage s3://{cfg.aws.bucket}/{key}: {lineage['status']}")
+    if problems:
+        raise AirflowException("; ".join(problems))
     return lineage

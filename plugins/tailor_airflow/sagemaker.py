@@ -1,10 +1,22 @@
-"""SageMaker operators that make the provider's safe to retry."""
+"""SageMaker operators that make the provider's safe to retry.
+
+AWS refuses to create a model, endpoint configuration or endpoint under a name that exists (``Cannot create
+already existing ...``), so the provider's ``SageMakerModelOperator`` / ``SageMakerEndpointOperator`` fail every
+retry after a first try that got as far as creating something. These look first (``tailor.endpoints``): reuse what
+matches, replace what does not, wait for what is still coming up. A missing resource is recognised only by AWS's
+"not found" answer (``tailor.aws_errors``); AccessDenied, throttling and 5xx fail the try.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointOperator,
+    SageMakerModelOperator,
+    SageMakerTrainingOperator,
+    serialize,
+)
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
 
@@ -25,12 +37,9 @@ class ResumableTrainingOperator(SageMakerTrainingOperator):
         super().__init__(**kwargs)
 
     def _describe(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.hook.describe_training_job(name)
-        except self.hook.conn.exceptions.ClientError as error:
-            if "Could not find" in str(error) or "ValidationException" in str(error):
-                return None
-            raise
+        from tailor.aws_errors import describe_or_none
+
+        return describe_or_none(lambda: self.hook.describe_training_job(name), "training job")
 
     def _raise_failed(self, description: dict[str, Any]) -> None:
         raise AirflowException(
@@ -64,3 +73,52 @@ class ResumableTrainingOperator(SageMakerTrainingOperator):
         if description["TrainingJobStatus"] in FAILED:
             self._raise_failed(description)
         return super().execute_complete(context, event)
+
+
+class ResumableModelOperator(SageMakerModelOperator):
+    """``SageMakerModelOperator`` a retry can run again: reuses the model an earlier try created when it is the one
+    asked for (same image, artifact, role, environment), replaces a different one under the name, else creates."""
+
+    def execute(self, context: Any) -> dict:
+        from tailor.endpoints import ensure_model
+
+        self.preprocess_config()
+        step = ensure_model(self.hook.conn, self.config)
+        self.log.info("model %s: %s", self.config["ModelName"], step)
+        return {"Model": serialize(self.hook.describe_model(self.config["ModelName"]))}
+
+
+class ResumableEndpointOperator(SageMakerEndpointOperator):
+    """``SageMakerEndpointOperator(operation="create")`` a retry can run again, for an endpoint this run owns (the
+    challenger). The endpoint configuration is reused or replaced like a model; the endpoint is reused when it
+    is (or becomes) InService on that configuration, waited for while Creating, and deleted and created again
+    when an earlier try left it Failed or on another configuration. Fails with SageMaker's ``FailureReason``
+    when the endpoint this try created fails. Waits in the worker (``check_interval``, ``max_ingestion_time``):
+    ``deferrable`` is not supported."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("operation", "create") != "create" or kwargs.get("deferrable"):
+            raise ValueError("ResumableEndpointOperator creates (or resumes) its own endpoint, without deferring")
+        kwargs["deferrable"] = False
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> dict:
+        from tailor.endpoints import EndpointError, Waiting, ensure_endpoint, ensure_endpoint_config, ensure_model
+
+        self.preprocess_config()
+        sagemaker = self.hook.conn
+        if "Model" in self.config:
+            self.log.info("model %s: %s", self.config["Model"]["ModelName"], ensure_model(sagemaker,
+                                                                                       self.config["Model"]))
+        config, endpoint = self.config["EndpointConfig"], self.config["Endpoint"]
+        step = ensure_endpoint_config(sagemaker, config)
+        self.log.info("endpoint configuration %s: %s", config["EndpointConfigName"], step)
+        waiting = Waiting(poll=self.check_interval, timeout=self.max_ingestion_time, log=self.log.info)
+        try:
+            described = ensure_endpoint(sagemaker, endpoint["EndpointName"], endpoint["EndpointConfigName"], waiting,
+                                        stale=step == "replace")
+        except EndpointError as error:
+            raise AirflowException(f"{error}. A retry of this task deletes it and creates it again; otherwise "
+                                   "teardown_challenger deletes it.") from None
+        return {"EndpointConfig": serialize(self.hook.describe_endpoint_config(config["EndpointConfigName"])),
+                "Endpoint": serialize(described)}

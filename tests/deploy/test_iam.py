@@ -69,8 +69,13 @@ CODE_CALLS = {
     "create_endpoint": ("sagemaker", "CreateEndpoint"),
     "update_endpoint": ("sagemaker", "UpdateEndpoint"),
     "delete_endpoint": ("sagemaker", "DeleteEndpoint"),
+    "create_model": ("sagemaker", "CreateModel"),
+    "describe_model": ("sagemaker", "DescribeModel"),
+    "delete_model": ("sagemaker", "DeleteModel"),
+    "create_endpoint_config": ("sagemaker", "CreateEndpointConfig"),
+    "describe_endpoint_config": ("sagemaker", "DescribeEndpointConfig"),
+    "delete_endpoint_config": ("sagemaker", "DeleteEndpointConfig"),
     "describe_training_job": ("sagemaker", "DescribeTrainingJob"),
-    "waiter:endpoint_in_service": ("sagemaker", "DescribeEndpoint"),
 }
 #: Calls made by the provider classes the DAGs use (apache-airflow-providers-amazon), each with the source text
 #: in the installed provider that makes it: (file under airflow/providers/amazon/aws, text, service, operation).
@@ -131,6 +136,8 @@ API_TO_IAM = {
     ("sagemaker", "UpdateEndpoint"): {"sagemaker:UpdateEndpoint"},
     ("sagemaker", "DescribeEndpoint"): {"sagemaker:DescribeEndpoint"},
     ("sagemaker", "DeleteEndpoint"): {"sagemaker:DeleteEndpoint"},
+    ("sagemaker", "DeleteModel"): {"sagemaker:DeleteModel"},
+    ("sagemaker", "DeleteEndpointConfig"): {"sagemaker:DeleteEndpointConfig"},
 }
 
 
@@ -263,14 +270,17 @@ def airflow_uses() -> list[tuple[str, str, dict[str, str]]]:
           for _, base in configured_models()],
         *[(a, f"{sm}:training-job/{job}", {}) for a in
           ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags")],
-        *[(a, f"{sm}:model/{job}", {}) for a in ("sagemaker:CreateModel", "sagemaker:DescribeModel")],
+        # a retry that finds a different model/config under its own name deletes and recreates it
+        *[(a, f"{sm}:model/{job}", {}) for a in
+          ("sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel")],
         *[(a, f"{sm}:endpoint-config/{job}", {}) for a in
-          ("sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:CreateEndpoint",
-           "sagemaker:UpdateEndpoint")],
+          ("sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
+           "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")],
         *[(a, endpoint, {}) for endpoint in (challenger, champion) for a in
           ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
            "sagemaker:InvokeEndpoint")],
         ("sagemaker:DeleteEndpoint", challenger, {}),
+        ("sagemaker:DeleteEndpoint", champion, {}),  # a Failed champion cannot be updated: replaced
         ("iam:PassRole", f"arn:aws:iam::{account}:role/{SAMPLE['SageMakerExecutionRoleName']}",
          {"iam:PassedToService": "sagemaker.amazonaws.com"}),
     ]
@@ -296,7 +306,6 @@ def airflow_denied() -> list[tuple[str, str, dict[str, str]]]:
         ("bedrock:StartIngestionJob", f"arn:aws:bedrock:{region}:{account}:knowledge-base/OTHERKB123", {}),
         ("bedrock:InvokeModel", f"arn:aws:bedrock:{region}::foundation-model/anthropic.claude-3-opus-20240229-v1:0",
          {}),
-        ("sagemaker:DeleteEndpoint", f"{sm}:endpoint/tailor-finetuned-champion", {}),
         ("sagemaker:DeleteEndpoint", f"{sm}:endpoint/production-recommender", {}),
         ("sagemaker:InvokeEndpoint", f"{sm}:endpoint/production-recommender", {}),
         ("sagemaker:UpdateEndpoint", f"{sm}:endpoint/production-recommender", {}),
@@ -427,8 +436,6 @@ def test_every_call_is_a_real_operation_mapped_to_iam_actions() -> None:
     import botocore.session
 
     session = botocore.session.get_session()
-    waiter = session.get_waiter_model("sagemaker").get_waiter("EndpointInService")
-    assert CODE_CALLS["waiter:endpoint_in_service"] == ("sagemaker", waiter.operation)
     for service, operation in all_api_calls():
         assert operation in session.get_service_model(service).operation_names, (service, operation)
         assert (service, operation) in API_TO_IAM, f"{service} {operation} has no IAM mapping"

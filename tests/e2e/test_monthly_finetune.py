@@ -1,19 +1,59 @@
 """End to end: monthly_finetune through the local AWS (a real small fine-tune behind CreateTrainingJob).
 
-Runs after the catalog sync tests (file order), so a catalog version is in the Knowledge Base.
+In the suite it runs after the catalog sync tests (file order), so a catalog version is in the Knowledge Base;
+alone, the ``synced_catalog`` fixture syncs the sample catalog first and ``champion`` deploys a base-model champion.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from devstack.stack import Stack, run_dag
-from tests.e2e.test_catalog_kb_sync import _task_states
+from tests.conftest import SAMPLE_CATALOG
+from tests.e2e.test_catalog_kb_sync import _drop, _marker, _task_states
 
 pytestmark = pytest.mark.e2e
 CHAMPION = "tailor-finetuned-champion"
+BASE_CHAMPION = "tailor-e2e-base-champion"  # model + endpoint config of a stand-in champion (the base model)
+ROLLBACK_REASON = ("The primary container for production variant AllTraffic did not pass the ping health check. "
+                   "Please check CloudWatch logs for this endpoint.")
+
+
+@pytest.fixture
+def synced_catalog(local_aws: Stack, airflow_db) -> None:
+    """A catalog version in the Knowledge Base (the catalog sync tests leave one; alone, sync the sample)."""
+    if _marker(local_aws) is None:
+        run = run_dag("catalog_kb_sync", {"catalog_key": _drop(local_aws, SAMPLE_CATALOG.name,
+                                                                SAMPLE_CATALOG.read_bytes())})
+        assert run.state == "success", _task_states(run)
+
+
+@pytest.fixture
+def champion(local_aws: Stack, synced_catalog: None) -> Iterator[str]:
+    """A champion endpoint InService (the one an earlier test promoted, else the base model); faults disarmed."""
+    from tailor.config import load_settings
+    from tailor.endpoints import Waiting, delete_endpoint, describe_endpoint, ensure_endpoint, ensure_endpoint_config, \
+        ensure_model
+
+    local_aws.clear_faults()
+    sagemaker, ft = local_aws.client("sagemaker"), load_settings().finetune
+    found = describe_endpoint(sagemaker, CHAMPION)
+    if found is None or found["EndpointStatus"] != "InService":
+        waiting = Waiting(poll=0.5, timeout=60)
+        ensure_model(sagemaker, {"ModelName": BASE_CHAMPION, "ExecutionRoleArn": ft.role_arn, "PrimaryContainer": {
+            "Image": ft.inference_image_uri, "ModelDataUrl": ft.base_model_uri}})
+        ensure_endpoint_config(sagemaker, {"EndpointConfigName": BASE_CHAMPION, "ProductionVariants": [{
+            "VariantName": "AllTraffic", "ModelName": BASE_CHAMPION, "InitialInstanceCount": 1,
+            "InstanceType": ft.endpoint_instance_type}]})
+        delete_endpoint(sagemaker, CHAMPION, waiting)
+        ensure_endpoint(sagemaker, CHAMPION, BASE_CHAMPION, waiting)
+    try:
+        yield CHAMPION
+    finally:
+        local_aws.clear_faults()
 
 
 def _lineage(stack: Stack, job_name: str) -> dict:
@@ -27,7 +67,30 @@ def _endpoints(stack: Stack) -> dict[str, str]:
             for e in stack.client("sagemaker").list_endpoints()["Endpoints"]}
 
 
-def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db) -> None:
+def _tries(run) -> dict[str, int]:
+    return {ti.task_id: ti.try_number for ti in run.get_task_instances()}
+
+
+def _champion_pointer(stack: Stack) -> bytes | None:
+    s3 = stack.client("s3")
+    try:
+        return s3.get_object(Bucket=stack.resources["bucket"], Key="finetune/champion.json")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def _finetuned_model_events(run_id: str) -> list[dict]:
+    """The ``finetuned-model`` asset events this run emitted (Airflow's metadata DB)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.name == "finetuned-model", AssetEvent.source_run_id == run_id).all())
+        return [dict(e.extra or {}) for e in events]
+
+
+def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db, synced_catalog) -> None:
     from tailor.training_data import job_name_for
 
     run = run_dag("monthly_finetune")
@@ -47,7 +110,8 @@ def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db) -> N
     endpoints = _endpoints(local_aws)
     assert endpoints.get(CHAMPION) == "InService"
     assert f"{job_name}-challenger" not in endpoints, "the challenger endpoint must be torn down"
-    assert sagemaker.describe_endpoint(EndpointName=CHAMPION)["EndpointConfigName"] == job_name
+    described = sagemaker.describe_endpoint(EndpointName=CHAMPION)
+    assert described["EndpointConfigName"] == job_name and "FailureReason" not in described
 
     from tailor.generation import invoke_jumpstart
     from tailor.prompts import SYSTEM, llama3_chat
@@ -60,6 +124,8 @@ def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db) -> N
 
     lineage = _lineage(local_aws, job_name)
     assert lineage["status"] == "promoted" and lineage["decision"]["promoted"] is True
+    assert lineage["decision"]["endpoint_config_name"] == job_name and lineage["challenger_endpoint_gone"] is True
+    assert _finetuned_model_events(run.run_id) == [{"job_name": job_name, "endpoint_name": CHAMPION}]
     assert lineage["training_status"] == "Completed" and lineage["catalog_version"]
     assert lineage["hyperparameters"]["epoch"] == "2"
     champion = json.loads(local_aws.client("s3").get_object(
@@ -67,7 +133,7 @@ def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db) -> N
     assert champion["job_name"] == job_name
 
 
-def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Stack, airflow_db) -> None:
+def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Stack, airflow_db, champion) -> None:
     from tailor.training_data import job_name_for
 
     before = local_aws.client("sagemaker").describe_endpoint(EndpointName=CHAMPION)["EndpointConfigName"]
@@ -88,16 +154,21 @@ def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Sta
     assert lineage["failure_reason"] == "AlgorithmError: CUDA out of memory"
 
 
-def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(local_aws: Stack, airflow_db) -> None:
+def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(local_aws: Stack, airflow_db,
+                                                                           champion) -> None:
+    """Every try's endpoint fails (1 + 2 retries): each retry deletes the Failed one before creating it again,
+    the last one is deleted by the teardown."""
     from tailor.training_data import job_name_for
 
     sagemaker = local_aws.client("sagemaker")
     before = sagemaker.describe_endpoint(EndpointName=CHAMPION)["EndpointConfigName"]
-    local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError",
+    local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError", count=3,
                         message="Unable to provision requested ML compute capacity")
     run = run_dag("monthly_finetune", {"epochs": 1})
     states = _task_states(run)
     assert run.state == "failed" and states["deploy_challenger"] == "failed", states
+    assert _tries(run)["deploy_challenger"] == 3 and _tries(run)["create_model"] == 1
+    assert local_aws.fault_state()["fired"] == {"sagemaker:CreateEndpoint": 3}
     assert states["promote"] == "upstream_failed" and states["teardown_challenger"] == "success"
     job_name = job_name_for(run.run_id)
     assert f"{job_name}-challenger" not in _endpoints(local_aws), "a failed challenger must not be left behind"
@@ -105,7 +176,61 @@ def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(loc
     assert _lineage(local_aws, job_name)["status"] == "failed"
 
 
-def test_no_synced_catalog_fails_before_any_training_job(local_aws: Stack, airflow_db) -> None:
+def test_a_retried_deploy_replaces_its_failed_endpoint_and_the_run_promotes(local_aws: Stack, airflow_db,
+                                                                          champion: str) -> None:
+    """The first try's challenger ends Failed (no capacity); the retry finds it under its own name, deletes it,
+    creates it again, and the run goes on to a confirmed promotion (blue/green UpdateEndpoint of the champion)."""
+    from tailor.training_data import job_name_for
+
+    local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError",
+                        message="Unable to provision requested ML compute capacity")
+    run = run_dag("monthly_finetune", {"epochs": 1, "promote": "always"})
+    states, tries = _task_states(run), _tries(run)
+    assert run.state == "success", states
+    assert tries["deploy_challenger"] == 2 and tries["create_model"] == 1 and tries["promote"] == 1, tries
+    assert local_aws.fault_state()["fired"] == {"sagemaker:CreateEndpoint": 1}
+    job_name = job_name_for(run.run_id)
+    described = local_aws.client("sagemaker").describe_endpoint(EndpointName=champion)
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == job_name
+    lineage = _lineage(local_aws, job_name)
+    assert lineage["status"] == "promoted" and lineage["decision"]["actions"] == ["update"]
+    assert json.loads(_champion_pointer(local_aws))["job_name"] == job_name
+    assert _finetuned_model_events(run.run_id) == [{"job_name": job_name, "endpoint_name": champion}]
+    assert f"{job_name}-challenger" not in _endpoints(local_aws)
+
+
+def test_a_rolled_back_promotion_is_recorded_as_rolled_back_not_promoted(local_aws: Stack, airflow_db,
+                                                                        champion: str) -> None:
+    """AWS accepts the UpdateEndpoint, the new fleet fails, the endpoint returns to InService on the OLD config
+    with a FailureReason. ``promote`` must see that: the task fails (once: no retry pays for another fleet), the
+    lineage says rolled_back, champion.json and the finetuned-model asset stay as they were."""
+    from tailor.training_data import job_name_for
+
+    sagemaker = local_aws.client("sagemaker")
+    before, pointer = sagemaker.describe_endpoint(EndpointName=champion)["EndpointConfigName"], \
+        _champion_pointer(local_aws)
+    local_aws.arm_fault("sagemaker:UpdateEndpoint", "UpdateFailed", message=ROLLBACK_REASON)
+    run = run_dag("monthly_finetune", {"epochs": 1, "promote": "always"})
+    states, tries = _task_states(run), _tries(run)
+    assert run.state == "failed" and states["promote"] == "failed", states
+    assert tries["promote"] == 1, "a rollback is an outcome, not a transient error: no retry"
+    assert states["teardown_challenger"] == "success"
+    assert local_aws.fault_state()["fired"] == {"sagemaker:UpdateEndpoint": 1}
+    job_name = job_name_for(run.run_id)
+    described = sagemaker.describe_endpoint(EndpointName=champion)
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == before
+    assert described["FailureReason"] == ROLLBACK_REASON
+    lineage = _lineage(local_aws, job_name)
+    assert lineage["status"] == "rolled_back"
+    decision = lineage["decision"]
+    assert decision["promote"] is True and decision["promoted"] is False and decision["outcome"] == "rolled_back"
+    assert decision["endpoint_config_name"] == before and decision["failure_reason"] == ROLLBACK_REASON
+    assert _champion_pointer(local_aws) == pointer, "champion.json must not name a model that is not serving"
+    assert _finetuned_model_events(run.run_id) == []
+    assert f"{job_name}-challenger" not in _endpoints(local_aws)
+
+
+def test_no_synced_catalog_fails_before_any_training_job(local_aws: Stack, airflow_db, synced_catalog) -> None:
     s3, bucket = local_aws.client("s3"), local_aws.resources["bucket"]
     marker = s3.get_object(Bucket=bucket, Key="catalog/current.json")["Body"].read()
     jobs_before = len(local_aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
