@@ -61,21 +61,25 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
 
 @task(multiple_outputs=True)
 def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any]:
-    """Model, endpoint config and challenger endpoint requests for the trained artifact."""
+    """Model, endpoint config and challenger endpoint requests for the trained artifact; refused (before any
+    endpoint is paid for) when ``finetune.max_model_len`` cannot hold the evaluation's longest request."""
     from tailor.config import settings
+    from tailor.prompts import serving_context_needed
+    from tailor.training_data import check_serving_context, hosting_configs
 
-    ft = settings().finetune
+    cfg = settings()
+    ft, kb = cfg.finetune, cfg.knowledge_base
+    needed = serving_context_needed(top_k=kb.top_k, chunk_max_tokens=kb.chunk_max_tokens,
+                                    max_new_tokens=max(cfg.evaluation.max_tokens, ft.max_new_tokens))
+    try:
+        check_serving_context(ft.max_model_len, needed)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
     artifact = training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-    model = {"ModelName": job_name, "ExecutionRoleArn": ft.role_arn,
-             "PrimaryContainer": {"Image": ft.inference_image_uri, "ModelDataUrl": artifact,
-                                  "Environment": {"OPTION_MAX_MODEL_LEN": str(ft.max_input_length)}}}
-    endpoint = {
-        "EndpointConfig": {"EndpointConfigName": job_name, "ProductionVariants": [{
-            "VariantName": "AllTraffic", "ModelName": job_name, "InitialInstanceCount": 1,
-            "InstanceType": ft.endpoint_instance_type}]},
-        "Endpoint": {"EndpointName": f"{job_name}-challenger", "EndpointConfigName": job_name},
-    }
-    return {"model": model, "endpoint": endpoint, "challenger_endpoint": f"{job_name}-challenger",
+    hosting = hosting_configs(ft, name=job_name, model_data_url=artifact)
+    endpoint = {"EndpointConfig": hosting["endpoint_config"],
+                "Endpoint": {"EndpointName": f"{job_name}-challenger", "EndpointConfigName": job_name}}
+    return {"model": hosting["model"], "endpoint": endpoint, "challenger_endpoint": f"{job_name}-challenger",
             "model_data_url": artifact, "billable_seconds": training["Training"].get("BillableTimeInSeconds")}
 
 
