@@ -89,7 +89,7 @@ def prompt_tokens(context_chars: int, chunk_tokens: int = CHUNK_TOKENS) -> dict[
     from localaws.models import smollm2_dir
     from tailor.catalog import validate_file
     from tailor.metrics.judge import build_prompt, tool_config
-    from tailor.prompts import SYSTEM, grounded_question, llama3_chat
+    from tailor.prompts import DOMAIN_ADAPTATION, SYSTEM, endpoint_prompt, grounded_question
     from tailor.qa import load_qa
 
     hf_logging.set_verbosity_error()
@@ -113,7 +113,7 @@ def prompt_tokens(context_chars: int, chunk_tokens: int = CHUNK_TOKENS) -> dict[
         context = "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(chunks))
         totals["question"] += count(item.question)
         totals["rag"] += count(SYSTEM) + count(grounded_question(item.question, context))
-        totals["finetune"] += count(llama3_chat(SYSTEM, item.question))
+        totals["finetune"] += count(endpoint_prompt(DOMAIN_ADAPTATION, item.question))  # the default method
         answer = item.answer  # a reference-length answer stands in for the generated one
         for kind, ctx in (("judge_rag", context[:context_chars]), ("judge_finetune", None)):
             system, user = build_prompt(item.question, item.answer, answer, ctx)

@@ -76,10 +76,10 @@ def monthly_finetune() -> None:
     create_model = ResumableModelOperator(task_id="create_model", config=configs["model"])
     deploy = ResumableEndpointOperator(task_id="deploy_challenger", config=configs["endpoint"],
                                        check_interval=POLL_SECONDS)
-    evaluation = evaluate_challenger(configs["challenger_endpoint"])
+    evaluation = evaluate_challenger(configs["challenger_endpoint"], prepared["method"])
     decision = promote(prepared, configs, evaluation)
     teardown = teardown_challenger()
-    chain(train, configs, create_model, deploy, smoke_test(configs["challenger_endpoint"]), evaluation, decision,
+    chain(train, configs, create_model, deploy, smoke_test(configs["challenger_endpoint"], prepared["method"]), evaluation, decision,
           teardown)
     # Runs even if training/deploy failed; fails (red, lineage "problems") if the challenger is not verified gone.
     # Not on_failure_fail_dagrun: it would make the teardown the only leaf and turn failed runs green.

@@ -327,7 +327,7 @@ def report_kb(stack: Stack, question: str) -> None:
 def report_finetune(stack: Stack, run_id: str, question: str) -> None:
     from tailor.config import load_settings
     from tailor.generation import invoke_jumpstart
-    from tailor.prompts import SYSTEM, llama3_chat
+    from tailor.prompts import BASE, endpoint_prompt, endpoint_stop_sequences, served_method
     from tailor.training_data import job_name_for
 
     ft = load_settings().finetune
@@ -346,9 +346,13 @@ def report_finetune(stack: Stack, run_id: str, question: str) -> None:
         "VariantName": "AllTraffic", "ModelName": base, "InitialInstanceCount": 1,
         "InstanceType": ft.endpoint_instance_type}])
     sagemaker.create_endpoint(EndpointName=base, EndpointConfigName=base)
-    prompt = llama3_chat(SYSTEM, question)
-    for label, endpoint in (("fine-tuned", ft.champion_endpoint), ("base", base)):
-        answer = invoke_jumpstart(runtime, endpoint, prompt, max_new_tokens=60)
+    pointer = json.loads(stack.client("s3").get_object(Bucket=stack.resources["bucket"],
+                                                       Key="finetune/champion.json")["Body"].read())
+    # each model prompted as it was trained: the fine-tuned one in its method's format, the base one as a chat
+    for label, endpoint, method in (("fine-tuned", ft.champion_endpoint, served_method(pointer, ft.method)),
+                                    ("base", base, BASE)):
+        answer = invoke_jumpstart(runtime, endpoint, endpoint_prompt(method, question), max_new_tokens=60,
+                                  stop=endpoint_stop_sequences(method))
         print(f"  {label:>10}: {answer.text!r}")
     sagemaker.delete_endpoint(EndpointName=base)
 

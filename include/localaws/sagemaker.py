@@ -299,6 +299,58 @@ def _error(status: int, error_type: str, body: dict[str, Any]) -> tuple[int, dic
         json.dumps(body)
 
 
+# --- InvokeEndpoint: the LMI container's errors, as SageMaker hands them back ------------------------------------
+#
+# * LMI (djl-serving 0.29, rolling batch) answers a request that fails inside the engine with HTTP 424 and the
+#   body {"error": <message>, "code": 424} (djl_python rolling_batch.stop_on_any_exception sets code 424;
+#   RollingBatch.java turns "code"/"error" into the response status and body; since LMI 0.31 the message is
+#   "exception occurred during rolling batch inference"). An invalid request (no "inputs", bad parameters) gets
+#   the same {"error", "code": 424} shape from its input parser (djl_python utils.rolling_batch_inference).
+# * SageMaker returns a container's non-2xx answer as ModelError, HTTP 424, with OriginalStatusCode,
+#   OriginalMessage (the container's body) and LogStreamArn (botocore sagemaker-runtime model, ModelError), and
+#   the message 'Received client error (424) from primary with message "<body>". See https://<region>.console.aws
+#   .amazon.com/cloudwatch/home?region=<region>#logEventViewer:group=/aws/sagemaker/Endpoints/<endpoint> in
+#   account <account> for more information.' (observed: "client"/"server" by the status class, e.g.
+#   awslabs/realtime-fraud-detection-with-gnn-on-dgl#1331; a public LMI report with the 424 body above).
+# * The serving context is the model's OPTION_MAX_MODEL_LEN environment variable (CreateModel's
+#   PrimaryContainer.Environment; LMI option.max_model_len); unset, LMI takes the model's own maximum, 131072 for
+#   Llama 3.1 (max_position_embeddings of its config.json), which the local model stands in for.
+#   :func:`localaws.serving.check_context` applies it (and explains where it is stricter than LMI 0.29).
+
+LLAMA31_MAX_POSITION_EMBEDDINGS = 131072
+
+
+def _model_error(backend: SageMakerModelBackend, endpoint_name: str, status: int, error: str) -> Any:
+    """A container error (``{"error", "code"}`` from LMI with HTTP ``status``) as SageMaker's ModelError."""
+    original = json.dumps({"error": error, "code": status}, separators=(",", ":"))  # compact, as Gson writes it
+    region, account = backend.region_name, backend.account_id
+    group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+    kind = "client" if 400 <= status < 500 else "server"
+    message = (f'Received {kind} error ({status}) from primary with message "{original}". See '
+               f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group="
+               f"{group} in account {account} for more information.")
+    log.warning("InvokeEndpoint %s: the container answered %d: %s", endpoint_name, status, error)  # "CloudWatch"
+    return _error(424, "ModelError", {"Message": message, "OriginalStatusCode": status, "OriginalMessage": original,
+                                      "LogStreamArn": f"arn:aws:logs:{region}:{account}:log-group:{group}"})
+
+
+def max_model_len(environment: dict[str, str] | None) -> int:
+    """The serving context of a model from its container environment (``OPTION_MAX_MODEL_LEN``, LMI's
+    ``option.max_model_len``); LMI refuses to start on a value that is not a positive integer or exceeds the
+    model's maximum (vLLM: the user-specified max_model_len may not exceed the derived one)."""
+    raw = (environment or {}).get("OPTION_MAX_MODEL_LEN")
+    if raw is None:
+        return LLAMA31_MAX_POSITION_EMBEDDINGS
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = 0
+    if not 0 < value <= LLAMA31_MAX_POSITION_EMBEDDINGS:
+        raise ValueError(f"OPTION_MAX_MODEL_LEN={raw!r} must be an integer in 1..{LLAMA31_MAX_POSITION_EMBEDDINGS} "
+                         "(the model's max_position_embeddings): the container cannot start with it")
+    return value
+
+
 def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
     name = self.path.split("/")[2]
     try:
@@ -310,16 +362,22 @@ def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
     if endpoint is None:
         return _error(400, "ValidationError", {"message": f"Endpoint {name} of account {self.current_account} "
                                                           "not found."})
+    # the endpoint serves its current config's model (during a blue/green update, the old one until it is done)
     config = backend.endpoint_configs[endpoint.endpoint_config_name]
     variant = config.production_variants[0]
     model = backend._models[variant["ModelName"]]
-    url = (model.primary_container or model.containers[0])["ModelDataUrl"]
+    container = model.primary_container or model.containers[0]
+    try:
+        context = max_model_len(container.get("Environment"))
+    except ValueError as exc:  # on AWS the endpoint would never have come up
+        return _model_error(backend, name, 500, str(exc))
     try:
         request = json.loads(self.body or b"{}")
-        body = serving.generate(_model_dir(url), request)
-    except (ValueError, KeyError, TypeError) as exc:
-        return _error(424, "ModelError", {"message": f"Received client error (400) from primary: {exc}",
-                                          "ErrorCode": "CLIENT_ERROR"})
+        if not isinstance(request, dict):
+            raise ValueError("the request body must be a JSON object")
+        body = serving.generate(_model_dir(container["ModelDataUrl"]), request, max_model_len=context)
+    except (ValueError, KeyError, TypeError) as exc:  # ContextLengthExceeded is a ValueError
+        return _model_error(backend, name, 424, str(exc))
     headers = {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant["VariantName"]}
     return 200, headers, json.dumps(body)
 

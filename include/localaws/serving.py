@@ -19,6 +19,8 @@ from typing import Any
 
 MAX_NEW_TOKENS = 1024
 _LLAMA3_TURN = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)(?:<\|eot_id\|>|$)", re.S)
+#: Llama 3's special tokens as they appear in text (``<|begin_of_text|>``, ``<|eot_id|>``, ...): one token each.
+_LLAMA3_SPECIAL = re.compile(r"<\|[a-z_0-9]+\|>")
 _CACHE_SIZE = 3
 MAX_BATCH = 8
 #: Tokens a batch may hold (rows x the longest row's prompt + new tokens, estimated from characters): the batch's
@@ -348,15 +350,54 @@ def rate(path: Path, messages: list[dict[str, str]], prompts: list[str], *, then
     return request.ratings, request.text, request.input_tokens
 
 
+class ContextLengthExceeded(ValueError):
+    """The prompt plus ``max_new_tokens`` do not fit the endpoint's context (LMI ``OPTION_MAX_MODEL_LEN``)."""
+
+
+def prompt_tokens(path: Path, inputs: str) -> int:
+    """Tokens of ``inputs`` as an LMI container counts them for a Llama 3.1 model: the BOS its tokenizer adds,
+    each Llama 3 special token written in the text as one token, the rest by the local model's tokenizer.
+
+    The local tokenizer (SmolLM2, a 49k vocabulary) splits English into at least about as many tokens as Llama
+    3's 128k vocabulary does, so limits checked with this count err on the strict side.
+    """
+    specials = len(_LLAMA3_SPECIAL.findall(inputs))
+    text = _LLAMA3_SPECIAL.sub("", inputs)
+    return 1 + specials + len(_load(path).tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def check_context(path: Path, inputs: str, max_new_tokens: int, max_model_len: int) -> None:
+    """Refuse a request whose prompt + ``max_new_tokens`` exceed ``max_model_len``, in LMI's words.
+
+    LMI (djl-serving) with vLLM/lmi-dist refuses a prompt longer than the context: "Input prompt (N tokens) is
+    too long and exceeds limit of M" (djl-serving #2773; in LMI 0.29 such a request hung until SageMaker's
+    invocation timeout). A prompt that fits but leaves less room than ``max_new_tokens`` is not refused by LMI
+    0.29's ``inputs`` API: vLLM stops the generation at the context (finish_reason ``length``). The local AWS is
+    stricter and refuses it too, with the message LMI's chat API gives for it (djl-serving
+    ``chat_completions/vllm_chat_utils.validate_input``): a budget the context cannot hold is a configuration
+    error to see, not answers silently cut short.
+    """
+    tokens = prompt_tokens(path, inputs)
+    if tokens > max_model_len:
+        raise ContextLengthExceeded(f"Input prompt ({tokens} tokens) is too long and exceeds limit of {max_model_len}")
+    if tokens + max_new_tokens > max_model_len:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+            f"{tokens + max_new_tokens} tokens ({tokens} in the messages, {max_new_tokens} in the completion). "
+            "Please reduce the length of the messages or completion.")
+
+
 #: Converse-style stop reasons -> the ``details.finish_reason`` of JumpStart's LMI/TGI containers.
 FINISH_REASONS = {"end_turn": "eos_token", "max_tokens": "length", "stop_sequence": "stop_sequence"}
 
 
-def generate(path: Path, request: dict[str, Any]) -> dict[str, Any]:
+def generate(path: Path, request: dict[str, Any], *, max_model_len: int | None = None) -> dict[str, Any]:
     """JumpStart text generation: ``{"inputs": str, "parameters": {...}}`` -> the response body.
 
     ``{"generated_text": str}``, plus ``details`` (``finish_reason`` ``eos_token`` | ``length`` |
     ``stop_sequence``, ``generated_tokens``) when the parameters set ``"details": true``, as LMI and TGI do.
+    With ``max_model_len`` (the endpoint model's ``OPTION_MAX_MODEL_LEN``), a request that does not fit it raises
+    :class:`ContextLengthExceeded` before anything is generated (:func:`check_context`).
     """
     inputs = request.get("inputs")
     if not isinstance(inputs, str) or not inputs.strip():
@@ -365,10 +406,16 @@ def generate(path: Path, request: dict[str, Any]) -> dict[str, Any]:
     details = parameters.get("details", False)
     if not isinstance(details, bool):
         raise ValueError(f'parameters.details must be true or false, got {details!r}')
+    max_new_tokens = parameters.get("max_new_tokens", 256)
+    # "If specified, it must be a positive integer" (JumpStart Llama 3 notebook, supported inference parameters)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"parameters.max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if max_model_len is not None:
+        check_context(path, inputs, max_new_tokens, max_model_len)
     generation = chat(
         path,
         messages_from_prompt(inputs),
-        max_new_tokens=parameters.get("max_new_tokens", 256),
+        max_new_tokens=max_new_tokens,
         temperature=parameters.get("temperature", 0.0) if parameters.get("do_sample", True) else 0.0,
         top_p=parameters.get("top_p", 1.0),
         stop=parameters.get("stop"),

@@ -2,9 +2,12 @@
 
 * ``rag``      - bedrock-agent-runtime ``Retrieve`` (top-k) + bedrock-runtime ``Converse`` (temperature 0);
 * ``finetune`` - sagemaker-runtime ``InvokeEndpoint`` on the champion (JumpStart Llama 3.1 contract);
-* ``hybrid``   - ``Retrieve`` + the fine-tuned endpoint with the same grounded prompt as RAG.
+* ``hybrid``   - ``Retrieve`` + the fine-tuned endpoint with the same grounded user turn as RAG.
 
-Every approach gets the same system prompt and decoding settings. Each call's latency is measured around the
+The endpoint is prompted in the format its model was trained on (``AnswerSettings.finetune_method``:
+:func:`tailor.prompts.endpoint_prompt`): the instruction template for ``instruction_tuning``, a plain completion
+for ``domain_adaptation``, chat markup for a ``base`` model. Every approach gets the same instructions (the
+system prompt, or the template's) and decoding settings. Each call's latency is measured around the
 API call only; a failure after botocore's retries becomes the sample's ``error`` (never a fake answer).
 Each answer records why generation stopped (``stop_reason``: Converse's ``stopReason`` or the endpoint's
 ``details.finish_reason``) and ``truncated`` (it hit ``max_tokens``; None when the service gave no reason).
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailor.generation import invoke_jumpstart, is_truncated
-from tailor.prompts import SYSTEM, grounded_question, llama3_chat
+from tailor.prompts import DOMAIN_ADAPTATION, SYSTEM, endpoint_prompt, endpoint_stop_sequences, grounded_question
 from tailor.qa import QAItem
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ class AnswerSettings:
     max_tokens: int
     temperature: float = 0.0
     concurrency: int = 8
+    #: How the endpoint's model was trained (``finetune.method`` of its training run, or ``base``): decides the
+    #: served prompt's format. The default is ``finetune.method``'s default in config/defaults.yaml.
+    finetune_method: str = DOMAIN_ADAPTATION
 
 
 def retrieve(client: Any, knowledge_base_id: str, question: str, top_k: int) -> tuple[list[dict[str, Any]], float]:
@@ -87,20 +93,23 @@ def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) 
         "stop_reason": None, "truncated": None,
     }
     try:
+        context = None
         if approach in ("rag", "hybrid"):
             chunks, record["retrieval_ms"] = retrieve(ports.retriever, settings.knowledge_base_id, item.question,
                                                       settings.top_k)
             record["retrieved"] = chunks
-            user = grounded_question(item.question, _context(chunks))
-        else:
-            user = item.question
+            context = _context(chunks)
         if approach == "rag":
-            result = converse(ports.generator, settings.generator_model_id, user,
+            result = converse(ports.generator, settings.generator_model_id,
+                              grounded_question(item.question, context or ""),
                               max_tokens=settings.max_tokens, temperature=settings.temperature)
             record |= result
         else:
-            generated = invoke_jumpstart(ports.endpoint, settings.endpoint_name, llama3_chat(SYSTEM, user),
-                                         max_new_tokens=settings.max_tokens, temperature=settings.temperature)
+            method = settings.finetune_method
+            generated = invoke_jumpstart(ports.endpoint, settings.endpoint_name,
+                                         endpoint_prompt(method, item.question, context),
+                                         max_new_tokens=settings.max_tokens, temperature=settings.temperature,
+                                         stop=endpoint_stop_sequences(method))
             record |= {"answer": generated.text, "latency_ms": generated.latency_ms,
                        "output_tokens": generated.output_tokens, "stop_reason": generated.stop_reason}
         record["latency_ms"] = record["latency_ms"] + (record["retrieval_ms"] or 0.0)
@@ -115,5 +124,7 @@ def answer_batch(approach: str, items: list[QAItem], ports: Ports, settings: Ans
     """Answer a batch with bounded concurrency (the serving side batches concurrent requests)."""
     if approach not in APPROACHES:
         raise ValueError(f"unknown approach {approach!r} (use {', '.join(APPROACHES)})")
+    if approach != "rag":
+        endpoint_stop_sequences(settings.finetune_method)  # an unknown method fails the batch, not each sample
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
         return list(pool.map(lambda item: answer(approach, item, ports, settings), items))

@@ -88,6 +88,7 @@ class FinetuneSettings:
     epochs: int
     learning_rate: float
     max_input_length: int
+    max_model_len: int
     per_device_train_batch_size: int
     lora_r: int
     lora_alpha: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +59,15 @@ def parse_details(payload: Any) -> tuple[str | None, int | None]:
 
 
 def invoke_jumpstart(runtime: Any, endpoint_name: str, prompt: str, *, max_new_tokens: int,
-                     temperature: float = 0.0) -> Answer:
-    """One text generation on a JumpStart endpoint; latency measured around the call only."""
-    parameters: dict[str, Any] = {"max_new_tokens": max_new_tokens, "stop": [LLAMA3_STOP], "details": True}
+                     temperature: float = 0.0, stop: Sequence[str] = (LLAMA3_STOP,)) -> Answer:
+    """One text generation on a JumpStart endpoint; latency measured around the call only.
+
+    ``prompt`` goes to the model as it is (LMI applies no chat template to ``inputs``): build it for the way the
+    model was trained (:func:`tailor.prompts.endpoint_prompt`, with its ``stop``). ``stop`` always includes
+    Llama 3's end of turn.
+    """
+    stops = [LLAMA3_STOP, *(s for s in stop if s and s != LLAMA3_STOP)]
+    parameters: dict[str, Any] = {"max_new_tokens": max_new_tokens, "stop": stops, "details": True}
     parameters |= {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     body = json.dumps({"inputs": prompt, "parameters": parameters})
     started = time.perf_counter()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The champion pointer ``promote`` writes (the ``finetuned-model`` asset's URI): which job, config and method serve.
+CHAMPION_KEY = "finetune/champion.json"
+
 
 def settings_and_s3() -> tuple[Any, Any]:
     """The bake-off settings and an S3 client on the configured Airflow AWS connection."""
@@ -13,6 +16,20 @@ def settings_and_s3() -> tuple[Any, Any]:
 
     cfg = settings()
     return cfg, S3Hook(aws_conn_id=cfg.aws.conn_id).get_conn()
+
+
+def champion_method(cfg: Any, s3: Any) -> str:
+    """The fine-tuning method of the model the champion endpoint serves, so it is prompted as it was trained:
+    ``champion.json``'s ``method``; without a pointer (or one written before it recorded the method), the
+    configured ``finetune.method``. A pointer that cannot be read for another reason (AccessDenied) raises."""
+    import json
+
+    from tailor.aws_errors import describe_or_none
+    from tailor.prompts import served_method
+
+    found = describe_or_none(lambda: s3.get_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY))
+    pointer = json.loads(found["Body"].read()) if found is not None else None
+    return served_method(pointer, cfg.finetune.method)
 
 
 def retrying_config(max_pool_connections: int, **options: Any) -> Any:

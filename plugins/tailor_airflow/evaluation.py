@@ -12,7 +12,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tailor.objects import read_jsonl, to_jsonl
-from tailor_airflow.clients import settings_and_s3
+from tailor_airflow.clients import champion_method, settings_and_s3
 
 
 def run_prefix(output_prefix: str, run_id: str) -> str:
@@ -143,6 +143,7 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
         generator_model_id=cfg.evaluation.generator_model_id, endpoint_name=cfg.finetune.champion_endpoint,
         max_tokens=cfg.evaluation.max_tokens, temperature=cfg.evaluation.temperature,
         concurrency=cfg.evaluation.concurrency,
+        finetune_method=champion_method(cfg, s3) if approach != "rag" else cfg.finetune.method,
     )
     missing = _endpoint_missing(cfg.aws.conn_id, settings.endpoint_name) if approach != "rag" else None
     if missing:  # the approach fails with a clear message; other approaches' batches go on

@@ -12,9 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tailor.config import parse_time_setting
 from tailor_airflow.assets import FINETUNED_MODEL
-from tailor_airflow.clients import settings_and_s3
-
-CHAMPION_KEY = "finetune/champion.json"
+from tailor_airflow.clients import CHAMPION_KEY, champion_method, settings_and_s3
 #: ``promote``'s outlet: an event for ``finetuned-model`` is added through it only when the champion endpoint was
 #: seen InService on the new configuration (a plain outlet would announce every successful ``promote``, including
 #: "kept the champion", and start the weekly evaluation that listens to the asset for nothing).
@@ -70,21 +68,25 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
 
 @task(multiple_outputs=True)
 def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any]:
-    """Model, endpoint config and challenger endpoint requests for the trained artifact."""
+    """Model, endpoint config and challenger endpoint requests for the trained artifact; refused (before any
+    endpoint is paid for) when ``finetune.max_model_len`` cannot hold the evaluation's longest request."""
     from tailor.config import settings
+    from tailor.prompts import serving_context_needed
+    from tailor.training_data import check_serving_context, hosting_configs
 
-    ft = settings().finetune
+    cfg = settings()
+    ft, kb = cfg.finetune, cfg.knowledge_base
+    needed = serving_context_needed(top_k=kb.top_k, chunk_max_tokens=kb.chunk_max_tokens,
+                                    max_new_tokens=max(cfg.evaluation.max_tokens, ft.max_new_tokens))
+    try:
+        check_serving_context(ft.max_model_len, needed)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
     artifact = training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-    model = {"ModelName": job_name, "ExecutionRoleArn": ft.role_arn,
-             "PrimaryContainer": {"Image": ft.inference_image_uri, "ModelDataUrl": artifact,
-                                  "Environment": {"OPTION_MAX_MODEL_LEN": str(ft.max_input_length)}}}
-    endpoint = {
-        "EndpointConfig": {"EndpointConfigName": job_name, "ProductionVariants": [{
-            "VariantName": "AllTraffic", "ModelName": job_name, "InitialInstanceCount": 1,
-            "InstanceType": ft.endpoint_instance_type}]},
-        "Endpoint": {"EndpointName": f"{job_name}-challenger", "EndpointConfigName": job_name},
-    }
-    return {"model": model, "endpoint": endpoint, "challenger_endpoint": f"{job_name}-challenger",
+    hosting = hosting_configs(ft, name=job_name, model_data_url=artifact)
+    endpoint = {"EndpointConfig": hosting["endpoint_config"],
+                "Endpoint": {"EndpointName": f"{job_name}-challenger", "EndpointConfigName": job_name}}
+    return {"model": hosting["model"], "endpoint": endpoint, "challenger_endpoint": f"{job_name}-challenger",
             "model_data_url": artifact, "billable_seconds": training["Training"].get("BillableTimeInSeconds")}
 
 
@@ -94,23 +96,25 @@ def _waiting() -> Any:
     return Waiting(poll=POLL_SECONDS, timeout=ENDPOINT_TIMEOUT_SECONDS)
 
 
-def _answers(runtime: Any, endpoint: str, questions: list[str], max_new_tokens: int) -> list[str]:
+def _answers(runtime: Any, endpoint: str, method: str, questions: list[str], max_new_tokens: int) -> list[str]:
+    """Answers of ``endpoint``, prompted in the format its model was trained with (``method``)."""
     from tailor.generation import invoke_jumpstart
-    from tailor.prompts import SYSTEM, llama3_chat
+    from tailor.prompts import endpoint_prompt, endpoint_stop_sequences
 
-    return [invoke_jumpstart(runtime, endpoint, llama3_chat(SYSTEM, q), max_new_tokens=max_new_tokens).text
+    return [invoke_jumpstart(runtime, endpoint, endpoint_prompt(method, q), max_new_tokens=max_new_tokens,
+                             stop=endpoint_stop_sequences(method)).text
             for q in questions]
 
 
 @task
-def smoke_test(endpoint_name: str) -> str:
+def smoke_test(endpoint_name: str, method: str) -> str:
     """One real invocation with the JumpStart request/response shape before anything depends on it."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     from tailor.config import settings
 
     runtime = AwsBaseHook(aws_conn_id=settings().aws.conn_id, client_type="sagemaker-runtime").get_conn()
-    answer = _answers(runtime, endpoint_name, ["Which products do you make?"], 32)[0]
+    answer = _answers(runtime, endpoint_name, method, ["Which products do you make?"], 32)[0]
     if not answer:
         raise AirflowFailException(f"endpoint {endpoint_name} returned an empty answer")
     print(f"smoke test answer from {endpoint_name}: {answer!r}")
@@ -118,8 +122,9 @@ def smoke_test(endpoint_name: str) -> str:
 
 
 @task
-def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
-    """Mean BERTScore F1 of challenger and champion on the same held-out test questions."""
+def evaluate_challenger(challenger_endpoint: str, method: str) -> dict[str, Any]:
+    """Mean BERTScore F1 of challenger and champion on the same held-out test questions, each prompted in the
+    format of its own training (the challenger's ``method``; the champion's from ``champion.json``)."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     from tailor.endpoints import SERVING, describe_endpoint
@@ -134,6 +139,8 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
     questions, references = [i.question for i in items], [i.answer for i in items]
     scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
     result: dict[str, Any] = {"n": len(items), "metric": "bertscore_f1"}
+    methods = {"challenger": method, "champion": champion_method(cfg, s3)}
+    result["methods"] = methods
     for role, endpoint in (("challenger", challenger_endpoint), ("champion", ft.champion_endpoint)):
         if role == "champion":  # AccessDenied/throttling raise: never read as "no champion"
             described = describe_endpoint(sagemaker, endpoint)
@@ -142,7 +149,7 @@ def evaluate_challenger(challenger_endpoint: str) -> dict[str, Any]:
                 print(f"champion {endpoint}: {result['champion_status'] or 'absent'}, nothing to compare with")
                 result["champion"] = None
                 continue
-        answers = _answers(runtime, endpoint, questions, ft.max_new_tokens)
+        answers = _answers(runtime, endpoint, methods[role], questions, ft.max_new_tokens)
         scores = [f1 for _, _, f1 in scorer.score(answers, references)]
         result[role] = sum(scores) / len(scores)
         print(f"{role} ({endpoint}): mean BERTScore F1 {result[role]:.4f} over {len(scores)} questions")
@@ -192,7 +199,7 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
             f"{prepared['job_name']} (FailureReason: {result.failure_reason}). champion.json and the "
             f"finetuned-model asset were not changed; see SageMaker's FailureReason, then clear this task to try "
             f"again.")
-    pointer = {"endpoint_name": ft.champion_endpoint, "job_name": prepared["job_name"],
+    pointer = {"endpoint_name": ft.champion_endpoint, "job_name": prepared["job_name"], "method": prepared["method"],
                "endpoint_config_name": result.config_name,
                "model_data_url": deployed["model_data_url"], "catalog_version": prepared["catalog_version"],
                "promoted_at": datetime.now(timezone.utc).isoformat(), "run_id": context["run_id"],

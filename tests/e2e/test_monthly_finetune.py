@@ -114,10 +114,12 @@ def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db, sync
     assert described["EndpointConfigName"] == job_name and "FailureReason" not in described
 
     from tailor.generation import invoke_jumpstart
-    from tailor.prompts import SYSTEM, llama3_chat
+    from tailor.prompts import endpoint_prompt
 
+    method = json.loads(_champion_pointer(local_aws))["method"]
+    assert method == "domain_adaptation"  # the configured method, recorded so the weekly run prompts it alike
     answer = invoke_jumpstart(local_aws.client("sagemaker-runtime"), CHAMPION,
-                              llama3_chat(SYSTEM, "What is the bowl capacity of the Vortex Mixer VM-200?"),
+                              endpoint_prompt(method, "What is the bowl capacity of the Vortex Mixer VM-200?"),
                               max_new_tokens=40)
     print(f"champion answer: {answer.text!r} ({answer.latency_ms:.0f} ms)")
     assert answer.text and answer.latency_ms > 0

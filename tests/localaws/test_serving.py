@@ -1,13 +1,20 @@
-"""The local model server's batching: concurrent judge ratings share one pass and change nothing."""
+"""The local model server's batching: concurrent judge ratings share one pass and change nothing; and the serving
+context (the endpoint model's OPTION_MAX_MODEL_LEN) enforced as LMI reports it through SageMaker."""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devstack.stack import Stack
 from localaws import serving
 
 PROMPTS = [f"{k} rating from 0 (worst) to 9 (best): " for k in ("correctness", "completeness", "faithfulness")]
@@ -162,3 +169,142 @@ def test_long_concurrent_requests_make_smaller_batches(model_path: Path, monkeyp
         thread.join(timeout=300)
     assert all(r is not None for r in results) and sum(batch_sizes) == 4
     assert max(batch_sizes) <= 2, f"a batch went over the token budget: {batch_sizes}"
+
+
+# --- the serving context: OPTION_MAX_MODEL_LEN (issue 12) ----------------------------------------------------------
+
+
+def test_prompt_tokens_count_llama3_special_tokens_once_and_the_bos(model_path: Path) -> None:
+    tokenizer = serving._load(model_path).tokenizer
+    plain = "The VM-200 bowl holds 160 litres."
+    text_tokens = len(tokenizer(plain, add_special_tokens=False)["input_ids"])
+    assert serving.prompt_tokens(model_path, plain) == 1 + text_tokens  # + the BOS LMI's tokenizer adds
+    chat = f"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{plain}<|eot_id|>"
+    assert serving.prompt_tokens(model_path, chat) == 1 + 4 + len(
+        tokenizer(f"user\n\n{plain}", add_special_tokens=False)["input_ids"])
+
+
+def test_check_context_accepts_an_exact_fit_and_refuses_one_token_more(model_path: Path) -> None:
+    prompt = "Describe the guard interlock of the Vortex Mixer VM-200."
+    tokens = serving.prompt_tokens(model_path, prompt)
+    serving.check_context(model_path, prompt, 100 - tokens, 100)
+    with pytest.raises(serving.ContextLengthExceeded) as caught:
+        serving.check_context(model_path, prompt, 101 - tokens, 100)
+    assert str(caught.value) == (
+        f"This model's maximum context length is 100 tokens. However, you requested 101 tokens ({tokens} in the "
+        f"messages, {101 - tokens} in the completion). Please reduce the length of the messages or completion.")
+    with pytest.raises(serving.ContextLengthExceeded, match=rf"^Input prompt \({tokens} tokens\) is too long and "
+                                                            rf"exceeds limit of {tokens - 1}$"):
+        serving.check_context(model_path, prompt, 1, tokens - 1)
+
+
+def test_generate_refuses_before_generating(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serving, "chat", lambda *a, **k: pytest.fail("generated although the context is too short"))
+    with pytest.raises(serving.ContextLengthExceeded):
+        serving.generate(model_path, {"inputs": "Hi", "parameters": {"max_new_tokens": 64}}, max_model_len=32)
+
+
+@pytest.mark.parametrize("max_new_tokens", [0, -1, 1.5, "64", True])
+def test_max_new_tokens_must_be_a_positive_integer(max_new_tokens: object) -> None:
+    with pytest.raises(ValueError, match="parameters.max_new_tokens must be a positive integer"):
+        serving.generate(Path("m"), {"inputs": "Hi", "parameters": {"max_new_tokens": max_new_tokens}})
+
+
+def test_max_model_len_comes_from_the_container_environment() -> None:
+    from localaws.sagemaker import LLAMA31_MAX_POSITION_EMBEDDINGS, max_model_len
+
+    assert max_model_len({"OPTION_MAX_MODEL_LEN": "4096", "OTHER": "x"}) == 4096
+    assert max_model_len({}) == max_model_len(None) == LLAMA31_MAX_POSITION_EMBEDDINGS == 131072
+    for bad in ("0", "-5", "4k", "", "131073"):
+        with pytest.raises(ValueError, match="OPTION_MAX_MODEL_LEN"):
+            max_model_len({"OPTION_MAX_MODEL_LEN": bad})
+
+
+# Through the local AWS: CreateModel's PrimaryContainer.Environment decides, for the endpoint's current model.
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+BASE_MODEL = "s3://jumpstart-cache-prod-us-east-1/meta-textgeneration/meta-textgeneration-llama-3-1-8b-instruct/v1/"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.29.0-lmi11.0.0-cu124"
+PROMPT = "Question: " + "How big is the bowl of the Vortex Mixer VM-200? " * 3 + "\nAnswer:"  # ~60 tokens
+
+
+@pytest.fixture
+def sagemaker(local_aws: Stack) -> Iterator[tuple[Any, Any]]:
+    from botocore.config import Config
+
+    local_aws.clear_faults()
+    once = Config(retries={"total_max_attempts": 1}, read_timeout=300)
+    yield local_aws.client("sagemaker", config=once), local_aws.client("sagemaker-runtime", config=once)
+    local_aws.clear_faults()
+
+
+def _hosted(sm: Any, environment: dict[str, str] | None) -> str:
+    """A model (with ``environment``) and its endpoint config; returns their name."""
+    name = f"ctx-{uuid.uuid4().hex[:8]}"
+    container = {"Image": IMAGE, "ModelDataUrl": BASE_MODEL} | ({"Environment": environment} if environment else {})
+    sm.create_model(ModelName=name, ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/r", PrimaryContainer=container)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}])
+    return name
+
+
+def _settled(sm: Any, endpoint: str, config: str) -> None:
+    deadline = time.monotonic() + 30
+    while (d := sm.describe_endpoint(EndpointName=endpoint))["EndpointStatus"] != "InService" \
+            or d["EndpointConfigName"] != config:
+        assert time.monotonic() < deadline, f"{endpoint}: {d['EndpointStatus']} on {d['EndpointConfigName']}"
+        time.sleep(0.2)
+
+
+def _invoke(runtime: Any, endpoint: str, max_new_tokens: int) -> dict[str, Any]:
+    body = json.dumps({"inputs": PROMPT, "parameters": {"max_new_tokens": max_new_tokens, "details": True}})
+    response = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json", Body=body)
+    return json.loads(response["Body"].read())
+
+
+def test_invoke_endpoint_over_the_models_context_is_lmis_error_through_sagemaker(sagemaker: tuple[Any, Any]) -> None:
+    from botocore.exceptions import ClientError
+
+    sm, runtime = sagemaker
+    config = _hosted(sm, {"OPTION_MAX_MODEL_LEN": "80"})
+    endpoint = config + "-ep"
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    _settled(sm, endpoint, config)
+    with pytest.raises(ClientError) as caught:
+        _invoke(runtime, endpoint, 60)
+    response = caught.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert response["Error"]["Code"] == "ModelError"
+    assert response["OriginalStatusCode"] == 424  # LMI's status for an engine error
+    original = json.loads(response["OriginalMessage"])
+    assert set(original) == {"error", "code"} and original["code"] == 424
+    assert re.fullmatch(r"This model's maximum context length is 80 tokens\. However, you requested \d+ tokens "
+                        r"\(\d+ in the messages, 60 in the completion\)\. Please reduce the length of the messages "
+                        r"or completion\.", original["error"])
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    assert response["Error"]["Message"] == (
+        f'Received client error (424) from primary with message "{response["OriginalMessage"]}". See '
+        f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logEventViewer:group={group} "
+        f"in account {ACCOUNT} for more information.")
+    assert response["LogStreamArn"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
+    # the same prompt with a budget that fits is served
+    assert _invoke(runtime, endpoint, 4)["details"]["generated_tokens"] <= 4
+
+
+def test_the_endpoint_applies_its_current_models_context(sagemaker: tuple[Any, Any]) -> None:
+    """The context is read from the model behind the endpoint's current config: an update to a model with a
+    longer OPTION_MAX_MODEL_LEN (or none: Llama 3.1's 131072) lets the same request through."""
+    from botocore.exceptions import ClientError
+
+    sm, runtime = sagemaker
+    short, longer = _hosted(sm, {"OPTION_MAX_MODEL_LEN": "80"}), _hosted(sm, {"OPTION_MAX_MODEL_LEN": "4096"})
+    unset = _hosted(sm, None)
+    endpoint = short + "-ep"
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=short)
+    _settled(sm, endpoint, short)
+    with pytest.raises(ClientError, match="maximum context length is 80 tokens"):
+        _invoke(runtime, endpoint, 40)
+    for config in (longer, unset):
+        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+        _settled(sm, endpoint, config)
+        assert _invoke(runtime, endpoint, 40)["generated_text"] is not None

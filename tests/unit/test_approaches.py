@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tailor.approaches import AnswerSettings, Ports, answer_batch
-from tailor.prompts import SYSTEM
+from tailor.generation import LLAMA3_STOP
+from tailor.prompts import ENDPOINT_METHODS, SYSTEM, endpoint_prompt, endpoint_stop_sequences
 from tailor.qa import QAItem
 
 ITEMS = [QAItem(f"s{i}", "Vortex Mixer VM-200", f"Question {i}?", f"Answer {i}.") for i in range(5)]
@@ -45,19 +46,47 @@ def test_rag_retrieves_then_converses_with_the_context_as_data(ports: Ports) -> 
         "vectorSearchConfiguration": {"numberOfResults": 2}}
 
 
-def test_finetune_calls_the_endpoint_without_retrieval(ports: Ports) -> None:
-    records = answer_batch("finetune", ITEMS[:1], ports, SETTINGS)
+def _with_method(method: str) -> AnswerSettings:
+    return AnswerSettings(**{**SETTINGS.__dict__, "finetune_method": method})
+
+
+@pytest.mark.parametrize("method", ENDPOINT_METHODS)
+def test_finetune_calls_the_endpoint_without_retrieval_in_its_training_format(ports: Ports, method: str) -> None:
+    records = answer_batch("finetune", ITEMS[:1], ports, _with_method(method))
     assert records[0]["answer"] == "160 litres." and records[0]["retrieved"] == []
     ports.retriever.retrieve.assert_not_called()
     body = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])
-    assert "<|start_header_id|>user<|end_header_id|>" in body["inputs"] and "<context>" not in body["inputs"]
+    assert body["inputs"] == endpoint_prompt(method, "Question 0?") and "<context>" not in body["inputs"]
+    assert body["parameters"]["stop"] == [LLAMA3_STOP, *endpoint_stop_sequences(method)]
 
 
-def test_hybrid_sends_the_retrieved_context_to_the_endpoint(ports: Ports) -> None:
-    records = answer_batch("hybrid", ITEMS[:1], ports, SETTINGS)
+@pytest.mark.parametrize("method", ENDPOINT_METHODS)
+def test_hybrid_sends_the_retrieved_context_to_the_endpoint_in_its_training_format(ports: Ports,
+                                                                                   method: str) -> None:
+    records = answer_batch("hybrid", ITEMS[:1], ports, _with_method(method))
     body = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])
+    assert body["inputs"] == endpoint_prompt(method, "Question 0?", "[1] The VM-200 bowl holds 160 litres.")
     assert "<context>" in body["inputs"] and "160 litres" in body["inputs"]
     assert records[0]["retrieved"] and records[0]["retrieval_ms"] > 0
+
+
+def test_the_default_method_is_the_configured_default() -> None:
+    """Callers that do not say how the champion was trained get finetune.method's packaged default."""
+    from tailor.config import load_settings
+
+    assert SETTINGS.finetune_method == load_settings(env={}).finetune.method == "domain_adaptation"
+
+
+@pytest.mark.parametrize("approach", ["finetune", "hybrid"])
+def test_an_unknown_method_fails_the_batch_before_any_call(ports: Ports, approach: str) -> None:
+    with pytest.raises(ValueError, match="unknown fine-tuning method 'lora'"):
+        answer_batch(approach, ITEMS, ports, _with_method("lora"))
+    ports.endpoint.invoke_endpoint.assert_not_called()
+    ports.retriever.retrieve.assert_not_called()
+
+
+def test_rag_ignores_the_endpoint_method(ports: Ports) -> None:
+    assert answer_batch("rag", ITEMS[:1], ports, _with_method("lora"))[0]["error"] is None
 
 
 def test_a_failing_sample_is_recorded_and_the_batch_goes_on(ports: Ports) -> None:

@@ -242,3 +242,14 @@ def test_a_layout_of_separate_folders_is_accepted() -> None:
     cfg = load_settings(env={"TAILOR__KNOWLEDGE_BASE__DATA_PREFIX": "kb/docs/", "TAILOR__EVALUATION__OUTPUT_PREFIX":
                              "results/weekly/"})
     assert (cfg.knowledge_base.data_prefix, cfg.evaluation.output_prefix) == ("kb/docs/", "results/weekly/")
+
+
+def test_serving_context_is_a_setting_of_its_own() -> None:
+    """finetune.max_model_len (the endpoint's OPTION_MAX_MODEL_LEN) is not the training max_input_length."""
+    ft = load_settings(env={}).finetune
+    assert (ft.max_model_len, ft.max_input_length) == (4096, 1024)
+    assert type(ft.max_model_len) is int
+    overridden = load_settings(env={"TAILOR__FINETUNE__MAX_MODEL_LEN": "8192"}).finetune
+    assert (overridden.max_model_len, overridden.max_input_length) == (8192, 1024)
+    with pytest.raises(ConfigError, match=r"finetune\.max_model_len='4k' must be an integer"):
+        load_settings(env={"TAILOR__FINETUNE__MAX_MODEL_LEN": "4k"})

@@ -25,6 +25,8 @@ from tailor.training_data import (
     INSTRUCTION_TEMPLATE,
     METHODS,
     assert_no_test_leak,
+    check_serving_context,
+    hosting_configs,
     job_name_for,
     training_files,
     training_job_config,
@@ -302,6 +304,62 @@ def test_botocore_validation_catches_a_broken_config(ft: FinetuneSettings, creat
         validate_parameters(config, create_training_job_shape)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_jumpstart_does_not_add_a_second_demarcation_key(ft: FinetuneSettings, method: str) -> None:
+    """JumpStart adds "### Response:\\n" between prompt and completion unless told not to (spec hyperparameter
+    ``add_input_output_demarcation_key``, default True); our template's prompt ends in it already."""
+    assert INSTRUCTION_TEMPLATE["prompt"].endswith("### Response:\n")
+    assert make_config(ft, method)["HyperParameters"]["add_input_output_demarcation_key"] == "False"
+
+
+# --- hosting_configs: what serves the trained artifact ----------------------------------------------------------
+
+
+def _shape(operation: str) -> Any:
+    import botocore.session
+
+    client = botocore.session.get_session().create_client("sagemaker", region_name="us-east-1")
+    return client.meta.service_model.operation_model(operation).input_shape
+
+
+def test_hosting_serves_the_context_setting_not_the_training_length(ft: FinetuneSettings) -> None:
+    hosting = hosting_configs(ft, name="tailor-ft-0123456789ab", model_data_url="s3://b/out/model.tar.gz")
+    container = hosting["model"]["PrimaryContainer"]
+    assert container["Environment"] == {"OPTION_MAX_MODEL_LEN": "4096"}
+    assert ft.max_model_len == 4096 != ft.max_input_length
+    assert container["ModelDataUrl"] == "s3://b/out/model.tar.gz" and container["Image"] == ft.inference_image_uri
+    overridden = load_settings(env={"TAILOR__FINETUNE__MAX_MODEL_LEN": "8192"}).finetune
+    assert hosting_configs(overridden, name="n", model_data_url="s3://b/m")["model"]["PrimaryContainer"][
+        "Environment"]["OPTION_MAX_MODEL_LEN"] == "8192"
+
+
+def test_hosting_uses_jumpstarts_container_timeouts(ft: FinetuneSettings) -> None:
+    """JumpStart deploys Llama 3.1 with 1200 s for the model download and for the startup health check (spec
+    ``deploy_kwargs``), as the endpoint config's production variant sets them."""
+    variant, = hosting_configs(ft, name="n", model_data_url="s3://b/m")["endpoint_config"]["ProductionVariants"]
+    assert variant["ModelDataDownloadTimeoutInSeconds"] == 1200
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 1200
+    assert (variant["ModelName"], variant["InstanceType"]) == ("n", ft.endpoint_instance_type)
+
+
+def test_hosting_requests_validate_against_botocore(ft: FinetuneSettings) -> None:
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    hosting = hosting_configs(ft, name="tailor-ft-0123456789ab", model_data_url="s3://b/out/model.tar.gz")
+    validate_parameters(hosting["model"], _shape("CreateModel"))
+    validate_parameters(hosting["endpoint_config"], _shape("CreateEndpointConfig"))
+    hosting["endpoint_config"]["ProductionVariants"][0]["ContainerStartupHealthCheckTimeoutInSeconds"] = "1200"
+    with pytest.raises(ParamValidationError, match="ContainerStartupHealthCheckTimeoutInSeconds"):
+        validate_parameters(hosting["endpoint_config"], _shape("CreateEndpointConfig"))
+
+
+def test_an_endpoint_too_short_for_the_longest_request_is_refused() -> None:
+    check_serving_context(2607, 2607)
+    with pytest.raises(ValueError, match=r"finetune.max_model_len=1024 is shorter .* \(2607 tokens"):
+        check_serving_context(1024, 2607)
+
+
 # --- parse_qa / load_qa --------------------------------------------------------------------------------------
 
 
@@ -505,6 +563,16 @@ def test_invoke_jumpstart_sampling() -> None:
     assert parameters["max_new_tokens"] == 16
     assert answer.text == "sampled"
     assert answer.input_tokens is None and answer.output_tokens is None
+
+
+def test_invoke_jumpstart_stop_sequences_always_end_the_llama3_turn() -> None:
+    runtime = fake_runtime()
+    invoke_jumpstart(runtime, "ep", "Q", max_new_tokens=8, stop=("\nQuestion:", LLAMA3_STOP, ""))
+    parameters = json.loads(runtime.invoke_endpoint.call_args.kwargs["Body"])["parameters"]
+    assert parameters["stop"] == [LLAMA3_STOP, "\nQuestion:"]
+    runtime = fake_runtime()
+    invoke_jumpstart(runtime, "ep", "Q", max_new_tokens=8, stop=())
+    assert json.loads(runtime.invoke_endpoint.call_args.kwargs["Body"])["parameters"]["stop"] == [LLAMA3_STOP]
 
 
 def test_invoke_jumpstart_bad_response() -> None:
