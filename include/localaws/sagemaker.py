@@ -102,13 +102,14 @@ def _run_training(job: FakeTrainingJob, violation: Any = None) -> None:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"train-{job.training_job_name}-"))
     try:
+        if violation is not None:  # the request passed AWS's create-time checks; the container fails it at once
+            job.training_start_time, job.secondary_status = utcnow(), "Training"
+            raise TrainingFailed(violation.message)
         with _training_lock:
             job.training_start_time = utcnow()
             job.secondary_status = "Downloading"
             faults.check("sagemaker:training")
             channels = {c["ChannelName"]: c for c in job.input_data_config or []}
-            if violation is not None:  # the request passed AWS's create-time checks; the container fails it
-                raise TrainingFailed(violation.message)
             uri = channels[TRAINING_CHANNEL]["DataSource"]["S3DataSource"]["S3Uri"]
             if _download_prefix(uri, workdir / TRAINING_CHANNEL) == 0:
                 raise ValueError(f"the training channel {uri} is empty")
