@@ -23,9 +23,8 @@ def jumpstart_sdk(cfg: Any, s3: Any) -> Any:
 
     from tailor.jumpstart import SageMakerCoreSDK
 
-    session = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="s3").get_session(
-        region_name=s3.meta.region_name)
-    return SageMakerCoreSDK(session, s3_client=s3)
+    aws_hook = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="s3")
+    return SageMakerCoreSDK(aws_hook.get_session(region_name=s3.meta.region_name), s3_client=s3)
 
 
 def retrying_config(max_pool_connections: int, **options: Any) -> Any:
