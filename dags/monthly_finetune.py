@@ -30,7 +30,7 @@ from tailor_airflow.finetune import (
     smoke_test,
     teardown_challenger,
 )
-from tailor_airflow.sagemaker import ResumableTrainingOperator
+from tailor_airflow.training_operator import ResumableTrainingOperator
 
 POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
 

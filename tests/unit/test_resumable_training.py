@@ -15,7 +15,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
 
-from tailor_airflow.sagemaker import ResumableTrainingOperator
+from tailor_airflow.training_operator import ResumableTrainingOperator
 
 JOB_NAME = "tailor-ft-abc"
 JOB_ARN = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB_NAME}"
@@ -262,7 +262,7 @@ def test_execute_complete_returns_the_completed_job(mock_describe: mock.MagicMoc
 def test_the_preflight_checks_our_channels_and_skips_jumpstarts_aws_owned_buckets() -> None:
     """The provider HeadBuckets every channel before CreateTrainingJob; the Airflow role cannot do that on
     JumpStart's buckets (the code channel), which SageMaker checks itself with the execution role."""
-    from tailor_airflow.sagemaker import OwnBucketsSageMakerHook, ResumableTrainingOperator
+    from tailor_airflow.training_operator import OwnBucketsSageMakerHook, ResumableTrainingOperator
 
     assert ResumableTrainingOperator.aws_hook_class is OwnBucketsSageMakerHook
 
