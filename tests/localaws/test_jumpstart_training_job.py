@@ -176,3 +176,28 @@ def test_create_model_takes_an_uncompressed_prefix(stack: Stack) -> None:
         with pytest.raises(ClientError, match="ValidationException") as error:
             create(f"tailor-contract-{name}", container)
         assert fragment in error.value.response["Error"]["Message"], name
+
+
+def test_the_sdks_reads_are_allowed_by_the_airflow_role_policy(stack: Stack) -> None:
+    """The SDK reads the content bucket with the Airflow connection's credentials: the local AWS records those
+    calls (as it does for the DAGs), and the Airflow role's policy must allow each of them."""
+    import boto3
+
+    from localaws.calls import ACCOUNT, RECORDED_KEY_ID
+    from tests.deploy.test_iam import AIRFLOW_POLICY, allowed, render
+
+    kw = {"region_name": "us-east-1", "aws_access_key_id": RECORDED_KEY_ID, "aws_secret_access_key": "x"}
+    s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, **kw)
+    before = len(stack.recorded_calls())
+    resolve_training(jc.MODEL_ID, "us-east-1", "ml.g5.12xlarge", model_version="2.16.2",
+                     sdk=SageMakerCoreSDK(boto3.Session(**kw), s3_client=s3))
+    calls = [c for c in stack.recorded_calls()[before:] if "jumpstart" in c["resource"]]
+    resources = {c["resource"] for c in calls}
+    assert {"arn:aws:s3:::jumpstart-cache-prod-us-east-1/models_manifest.json",
+            f"arn:aws:s3:::jumpstart-cache-prod-us-east-1/{jc.spec_key()}"} <= resources, resources
+    values = {"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT, "BucketName": "b", "CatalogQueueName": "q",
+              "KnowledgeBaseId": "k", "SageMakerExecutionRoleName": "r"}
+    policy = json.loads(render(AIRFLOW_POLICY.read_text(), values))
+    denied = [(c["action"], c["resource"]) for c in calls if not allowed(policy, c["action"], c["resource"],
+                                                                          c["context"])]
+    assert not denied, denied
