@@ -13,7 +13,7 @@ from devstack.stack import REPO
 EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune", "weekly_evaluation",
                  "qa_dataset_build"}
 # boto3 is absent on purpose: the Amazon provider's operators import it themselves.
-HEAVY_MODULES = ("torch", "transformers", "bert_score", "pandas", "moto", "localaws")
+HEAVY_MODULES = ("torch", "transformers", "bert_score", "pandas", "moto", "localaws", "sagemaker", "sagemaker.core")
 
 
 @pytest.fixture(scope="module")
