@@ -185,6 +185,16 @@ def _create_training_job(self: SageMakerModelBackend, **kwargs: Any) -> FakeTrai
     return job
 
 
+_original_describe_training_job = SageMakerModelBackend.describe_training_job
+
+
+def _describe_training_job(self: SageMakerModelBackend, training_job_name: str) -> dict[str, Any]:
+    """DescribeTrainingJob with the job's ``Environment`` (AWS returns it; moto drops it)."""
+    described = _original_describe_training_job(self, training_job_name)
+    environment = getattr(self.training_jobs[training_job_name], "environment", None)
+    return {**described, "Environment": environment} if environment else described
+
+
 _original_create_endpoint = SageMakerModelBackend.create_endpoint
 
 
@@ -330,6 +340,7 @@ def install(endpoint_url: str) -> None:
     _STATE["endpoint_url"] = endpoint_url
     SageMakerModelBackend.create_training_job = _create_training_job
     SageMakerResponse.create_training_job = create_training_job
+    SageMakerModelBackend.describe_training_job = _describe_training_job
     SageMakerModelBackend.create_model = _create_model
     SageMakerModelBackend.create_endpoint = _create_endpoint
     SageMakerResponse.update_endpoint = update_endpoint

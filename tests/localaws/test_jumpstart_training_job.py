@@ -79,6 +79,7 @@ def test_the_built_request_is_accepted_and_keeps_its_environment(stack: Stack) -
     job = wait_for(sagemaker, "tailor-contract-accepted", "Failed")
     assert job["FailureReason"] == "AlgorithmError: stopped by the test"
     assert job["AlgorithmSpecification"]["TrainingImage"] == sent["AlgorithmSpecification"]["TrainingImage"]
+    assert job["Environment"] == sent["Environment"]  # kept, as AWS's DescribeTrainingJob returns it
     # uncompressed output: the model is a prefix, as SageMaker reports it
     assert job["ModelArtifacts"]["S3ModelArtifacts"] == (
         f"s3://{BUCKET}/finetune/job/output/tailor-contract-accepted/output/model/")
