@@ -207,7 +207,8 @@ def base_model_scores(log: Path = OUT / "bench-localaws.log",
                       limit: int | None = None) -> tuple[dict[str, dict], float]:
     """Ask the base model the test questions exactly as the finetune approach asks the champion; score them as
     score_answers does. -> ({sample_id: {metric: score}}, seconds to answer)."""
-    from devstack.stack import LOCAL_SCALE, REGION
+    from devstack.stack import BASE_MODEL_URI, LOCAL_SCALE, LOCALAWS_SCALE, REGION
+    from tailor.prompts import BASE
     from localaws.models import smollm2_dir
     from localaws.process import LocalAWSProcess
 
@@ -222,7 +223,7 @@ def base_model_scores(log: Path = OUT / "bench-localaws.log",
 
         cfg = load_settings()
         items = load_qa(cfg.qa.test_set).items[:limit]
-        with LocalAWSProcess(log_path=log) as aws:
+        with LocalAWSProcess(log_path=log, env=LOCALAWS_SCALE) as aws:
             def client(service: str) -> Any:
                 from botocore.config import Config
 
@@ -232,7 +233,7 @@ def base_model_scores(log: Path = OUT / "bench-localaws.log",
 
             ft, sagemaker, name = cfg.finetune, client("sagemaker"), "tailor-bench-base-model"
             sagemaker.create_model(ModelName=name, ExecutionRoleArn=ft.role_arn, PrimaryContainer={
-                "Image": ft.inference_image_uri, "ModelDataUrl": ft.base_model_uri})
+                "Image": ft.inference_image_uri, "ModelDataUrl": BASE_MODEL_URI})
             sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
                 "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
                 "InstanceType": ft.endpoint_instance_type}])
@@ -240,7 +241,7 @@ def base_model_scores(log: Path = OUT / "bench-localaws.log",
             settings = AnswerSettings(knowledge_base_id="unused", top_k=cfg.knowledge_base.top_k,
                                       generator_model_id=cfg.evaluation.generator_model_id, endpoint_name=name,
                                       max_tokens=cfg.evaluation.max_tokens, temperature=cfg.evaluation.temperature,
-                                      concurrency=cfg.evaluation.concurrency)
+                                      concurrency=cfg.evaluation.concurrency, finetune_method=BASE)
             ports = Ports(client("bedrock-agent-runtime"), client("bedrock-runtime"), client("sagemaker-runtime"))
             started = time.perf_counter()
             records = answer_batch("finetune", list(items), ports, settings)

@@ -32,7 +32,8 @@ from tailor_airflow.finetune import (
     smoke_test,
     teardown_challenger,
 )
-from tailor_airflow.sagemaker import ResumableEndpointOperator, ResumableModelOperator, ResumableTrainingOperator
+from tailor_airflow.sagemaker_operators import ResumableEndpointOperator, ResumableModelOperator, \
+    ResumableTrainingOperator
 
 POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
 
@@ -79,8 +80,8 @@ def monthly_finetune() -> None:
     evaluation = evaluate_challenger(configs["challenger_endpoint"], prepared["method"])
     decision = promote(prepared, configs, evaluation)
     teardown = teardown_challenger()
-    chain(train, configs, create_model, deploy, smoke_test(configs["challenger_endpoint"], prepared["method"]), evaluation, decision,
-          teardown)
+    smoke = smoke_test(configs["challenger_endpoint"], prepared["method"])
+    chain(train, configs, create_model, deploy, smoke, evaluation, decision, teardown)
     # Runs even if training/deploy failed; fails (red, lineage "problems") if the challenger is not verified gone.
     # Not on_failure_fail_dagrun: it would make the teardown the only leaf and turn failed runs green.
     teardown.as_teardown(setups=prepared.operator)

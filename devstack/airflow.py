@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
+from devstack.stack import LOCALAWS_SCALE, REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
@@ -87,7 +87,8 @@ class LiveAirflow:
 
             metadata = self._exit.enter_context(throwaway_postgres())
             self.metadata_uri = metadata.uri.replace("postgres://", "postgresql+psycopg2://", 1)
-            aws = self._exit.enter_context(LocalAWSProcess(log_path=self.home / "logs" / "localaws.log"))
+            aws = self._exit.enter_context(LocalAWSProcess(log_path=self.home / "logs" / "localaws.log",
+                                                                env=LOCALAWS_SCALE))
             self.stack = bootstrap(aws.endpoint_url, warehouse_path=self.home / "warehouse.db")
             self.stack.aws_secret = self._secret("aws_secret")  # distinctive: tests scan the logs for it
             env = self.environment()

@@ -29,7 +29,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from devstack.stack import REPO, Stack, airflow_env, bootstrap, migrate_airflow_db, run_dag
+from devstack.stack import (
+    BASE_MODEL_URI,
+    LOCALAWS_SCALE,
+    REPO,
+    Stack,
+    airflow_env,
+    bootstrap,
+    migrate_airflow_db,
+    run_dag,
+)
 
 OUT = REPO / "out"
 SAMPLE_CATALOG = REPO / "include" / "data" / "catalog" / "industrial_catalog.txt"
@@ -267,7 +276,7 @@ def _bake_off(recorder: Recorder, inputs: Inputs) -> int:
     from localaws.process import LocalAWSProcess
 
     started = time.monotonic()
-    with LocalAWSProcess(log_path=OUT / "localaws.log") as aws:
+    with LocalAWSProcess(log_path=OUT / "localaws.log", env=LOCALAWS_SCALE) as aws:
         recorder.find_localaws()
         try:
             with recorder.phase("setup"):  # local AWS start (above) is in the total, not in this phase
@@ -341,7 +350,7 @@ def report_finetune(stack: Stack, run_id: str, question: str) -> None:
     # The base model, deployed from JumpStart's cache, for a side-by-side answer (demo only; deleted after).
     base = "tailor-demo-base-model"
     sagemaker.create_model(ModelName=base, ExecutionRoleArn=ft.role_arn,
-                           PrimaryContainer={"Image": ft.inference_image_uri, "ModelDataUrl": ft.base_model_uri})
+                           PrimaryContainer={"Image": ft.inference_image_uri, "ModelDataUrl": BASE_MODEL_URI})
     sagemaker.create_endpoint_config(EndpointConfigName=base, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": base, "InitialInstanceCount": 1,
         "InstanceType": ft.endpoint_instance_type}])

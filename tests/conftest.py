@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import LOCAL_SCALE, REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
+from devstack.stack import LOCAL_SCALE, LOCALAWS_SCALE, REPO, Stack, airflow_env, bootstrap, migrate_airflow_db
 
 # Airflow reads its configuration when first imported: point it at a throw-away home now.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="tailor-airflow-"))
@@ -30,7 +30,7 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from localaws.process import LocalAWSProcess
 
     log = tmp_path_factory.mktemp("localaws") / "localaws.log"
-    with LocalAWSProcess(log_path=log) as aws:
+    with LocalAWSProcess(log_path=log, env=LOCALAWS_SCALE) as aws:
         stack = bootstrap(aws.endpoint_url, warehouse_path=tmp_path_factory.mktemp("warehouse") / "warehouse.db")
         stack.aws_secret = secrets.token_urlsafe(32)  # distinctive: the e2e tests scan the task logs for it
         os.environ.update(stack.env())

@@ -28,8 +28,10 @@ def child_environment() -> dict[str, str]:
 class LocalAWSProcess:
     """Start ``python -m localaws serve`` on a free port; stop it (by PID) on exit, even after errors."""
 
-    def __init__(self, log_path: Path | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(self, log_path: Path | None = None, startup_timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
+        self.env = dict(env or {})  # defaults for the server's own knobs (LOCALAWS_*); the caller's environment wins
         self.startup_timeout = startup_timeout
         self.endpoint_url = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -37,7 +39,7 @@ class LocalAWSProcess:
     def start(self) -> LocalAWSProcess:
         ready = Path(tempfile.mkdtemp(prefix="localaws-")) / "ready.json"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = MALLOC_TUNING | child_environment()  # the caller's environment wins
+        env = MALLOC_TUNING | self.env | child_environment()  # the caller's environment wins
         self._process = subprocess.Popen(
             [sys.executable, "-m", "localaws", "serve", "--ready-file", str(ready)],
             stdout=log, stderr=subprocess.STDOUT, env=env,

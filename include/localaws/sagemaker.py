@@ -3,10 +3,15 @@
 moto keeps the control-plane objects (jobs, models, endpoint configs, endpoints) but completes training jobs
 instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Here:
 
-* ``CreateTrainingJob`` runs :func:`localaws.training.fine_tune` in a child process (as SageMaker runs a job in
-  its own container; its memory returns to the OS when it ends) on the job's ``train`` channel: InProgress ->
-  Completed (``model.tar.gz`` at ``ModelArtifacts.S3ModelArtifacts``, final metrics, ``BillableTimeInSeconds``)
-  or Failed with ``FailureReason`` (the algorithm's own error).
+* ``CreateTrainingJob`` first enforces the JumpStart training contract
+  (:func:`localaws.jumpstart_content.check_training_request`): create-time violations answer
+  ``ValidationException``, job-time ones create the job and end it ``Failed`` with the rule's ``FailureReason``.
+  An accepted job runs :func:`localaws.training.fine_tune` in a child process (as SageMaker runs a job in its own
+  container; its memory returns to the OS when it ends) on the job's ``training`` channel with the local model
+  (the gated ``SageMakerGatedModelS3Uri`` is validated, not downloaded): InProgress -> Completed (uncompressed model
+  files under ``ModelArtifacts.S3ModelArtifacts`` = ``<S3OutputPath>/<job>/output/model/`` with
+  ``CompressionType: NONE``, else ``model.tar.gz``; final metrics, ``BillableTimeInSeconds``) or Failed with
+  ``FailureReason`` (the algorithm's own error).
 * Hosting as strict as AWS's (details and sources at ``# --- hosting``): CreateModel, CreateEndpointConfig and
   CreateEndpoint refuse an existing name; CreateEndpoint and UpdateEndpoint are asynchronous (Creating/Updating,
   then InService or Failed after ``LOCALAWS_ENDPOINT_SECONDS``, default 1 s); UpdateEndpoint (blue/green by config
@@ -15,8 +20,9 @@ instantly, lacks UpdateEndpoint and answers InvokeEndpoint with canned data. Her
   "Could not find ..." messages have AWS's shape (``"arn:..."``).
 * ``InvokeEndpoint`` serves the model behind the endpoint with JumpStart's text-generation contract:
   ``{"inputs": str, "parameters": {...}}`` -> ``{"generated_text": str}``, with ``details`` (``finish_reason``,
-  ``generated_tokens``) when the parameters set ``"details": true``, as LMI/TGI do. A model whose artifact lives
-  in a JumpStart cache bucket (``s3://jumpstart-cache-prod-...``) is served as the base model.
+  ``generated_tokens``) when the parameters set ``"details": true``, as LMI/TGI do. The model comes from the
+  container's ``ModelDataUrl`` (a ``model.tar.gz``) or ``ModelDataSource`` (uncompressed files under an S3 prefix);
+  one in a JumpStart cache bucket (``s3://jumpstart-cache-prod-...``) is served as the base model.
 """
 
 from __future__ import annotations
@@ -75,31 +81,59 @@ def _download_prefix(uri: str, target: Path) -> int:
     return count
 
 
-def _run_training(job: FakeTrainingJob) -> None:
+#: The channel JumpStart's recipe reads (``/opt/ml/input/data/training``).
+TRAINING_CHANNEL = "training"
+_pending = threading.local()  # the raw CreateTrainingJob request of this request thread (moto drops Environment)
+_REQUEST_KEYS = ("TrainingJobName", "AlgorithmSpecification", "RoleArn", "HyperParameters", "InputDataConfig",
+                 "OutputDataConfig", "ResourceConfig", "StoppingCondition", "EnableNetworkIsolation",
+                 "EnableInterContainerTrafficEncryption", "Environment", "Tags")
+
+
+def _prefix_has_objects(uri: str) -> bool:
+    bucket, prefix = _split(uri)
+    try:
+        return _s3().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0) > 0
+    except Exception:  # no such bucket: nothing under the URL either, as AWS words it
+        return False
+
+
+def _upload_dir(source: Path, uri: str) -> None:
+    """The model files, uncompressed, under an S3 prefix (what SageMaker does with ``CompressionType: NONE``)."""
+    s3, (bucket, prefix) = _s3(), _split(uri)
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
+
+
+def _run_training(job: FakeTrainingJob, violation: Any = None) -> None:
     from localaws.models import smollm2_dir
     from localaws.training import TrainingFailed, fine_tune_in_subprocess, pack
 
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"train-{job.training_job_name}-"))
     try:
+        if violation is not None:  # the request passed AWS's create-time checks; the container fails it at once
+            job.training_start_time, job.secondary_status = utcnow(), "Training"
+            raise TrainingFailed(violation.message)
         with _training_lock:
             job.training_start_time = utcnow()
             job.secondary_status = "Downloading"
             faults.check("sagemaker:training")
             channels = {c["ChannelName"]: c for c in job.input_data_config or []}
-            if "train" not in channels:
-                raise ValueError(f"no 'train' channel (got {sorted(channels)})")
-            uri = channels["train"]["DataSource"]["S3DataSource"]["S3Uri"]
-            if _download_prefix(uri, workdir / "train") == 0:
-                raise ValueError(f"the train channel {uri} is empty")
+            uri = channels[TRAINING_CHANNEL]["DataSource"]["S3DataSource"]["S3Uri"]
+            if _download_prefix(uri, workdir / TRAINING_CHANNEL) == 0:
+                raise ValueError(f"the training channel {uri} is empty")
             job.secondary_status = "Training"
-            metrics = fine_tune_in_subprocess(smollm2_dir(), workdir / "train", job.hyper_parameters or {},
+            metrics = fine_tune_in_subprocess(smollm2_dir(), workdir / TRAINING_CHANNEL, job.hyper_parameters or {},
                                               workdir / "model",
                                               on_line=lambda line: log.info("[%s] %s", job.training_job_name, line))
             job.secondary_status = "Uploading"
-            pack(workdir / "model", workdir / "model.tar.gz")
-            bucket, key = _split(job.model_artifacts["S3ModelArtifacts"])
-            _s3().upload_file(str(workdir / "model.tar.gz"), bucket, key)
+            artifacts = job.model_artifacts["S3ModelArtifacts"]
+            if artifacts.endswith("/"):  # CompressionType NONE: the files as they are
+                _upload_dir(workdir / "model", artifacts)
+            else:
+                pack(workdir / "model", workdir / "model.tar.gz")
+                bucket, key = _split(artifacts)
+                _s3().upload_file(str(workdir / "model.tar.gz"), bucket, key)
         now = utcnow()
         job.final_metric_data_list = [{"MetricName": k, "Value": float(v), "Timestamp": now} for k, v in metrics.items()]
         job.training_job_status = job.secondary_status = "Completed"
@@ -122,16 +156,41 @@ def _run_training(job: FakeTrainingJob) -> None:
 
 
 _original_create_training_job = SageMakerModelBackend.create_training_job
+_original_create_training_job_response = SageMakerResponse.create_training_job
+
+
+def create_training_job(self: SageMakerResponse) -> Any:
+    """The response handler: keeps the whole request (moto's drops ``Environment``) for the backend's checks."""
+    _pending.request = {key: value for key in _REQUEST_KEYS if (value := self._get_param(key)) is not None}
+    try:
+        return _original_create_training_job_response(self)
+    finally:
+        _pending.request = None
 
 
 def _create_training_job(self: SageMakerModelBackend, **kwargs: Any) -> FakeTrainingJob:
+    from localaws.jumpstart_content import ContractViolation, check_training_request
+
     if kwargs.get("training_job_name") in self.training_jobs:
         raise ValidationError(f"Training job {kwargs['training_job_name']} already exists")  # as AWS does
+    request = getattr(_pending, "request", None) or {}
+    violation = None
+    try:
+        check_training_request(request, region=self.region_name, prefix_has_objects=_prefix_has_objects)
+    except ContractViolation as found:
+        if found.at_create:
+            raise ValidationError(found.message) from None
+        violation = found  # AWS creates the job; the container fails it
     job = _original_create_training_job(self, **kwargs)
+    job.environment = dict(request.get("Environment") or {})
+    if (job.output_data_config or {}).get("CompressionType") == "NONE":  # uncompressed: a prefix, as on AWS
+        output = job.output_data_config["S3OutputPath"].rstrip("/")
+        job.model_artifacts = {"S3ModelArtifacts": f"{output}/{job.training_job_name}/output/model/"}
     job.training_job_status, job.secondary_status = "InProgress", "Starting"
     job.training_end_time = None
     job.final_metric_data_list = []
-    threading.Thread(target=_run_training, args=(job,), daemon=True, name=f"train-{job.training_job_name}").start()
+    threading.Thread(target=_run_training, args=(job, violation), daemon=True,
+                     name=f"train-{job.training_job_name}").start()
     return job
 
 
@@ -202,6 +261,9 @@ _original = {name: getattr(SageMakerModelBackend, name) for name in (
 def _create_model(self: SageMakerModelBackend, **kwargs: Any) -> Any:
     if kwargs["model_name"] in self._models:
         raise ValidationError(f'Cannot create already existing model "{_arn(self, "model", kwargs["model_name"])}".')
+    for container in [kwargs.get("primary_container"), *(kwargs.get("containers") or [])]:
+        if container:
+            _check_model_data(container)
     return _original["create_model"](self, **kwargs)
 
 
@@ -231,6 +293,16 @@ def _settle_later(backend: SageMakerModelBackend, endpoint: FakeEndpoint, finish
     timer = threading.Timer(_transition_seconds(), run)
     timer.daemon = True
     timer.start()
+
+
+_original_describe_training_job = SageMakerModelBackend.describe_training_job
+
+
+def _describe_training_job(self: SageMakerModelBackend, training_job_name: str) -> dict[str, Any]:
+    """DescribeTrainingJob with the job's ``Environment`` (AWS returns it; moto drops it)."""
+    described = _original_describe_training_job(self, training_job_name)
+    environment = getattr(self.training_jobs[training_job_name], "environment", None)
+    return {**described, "Environment": environment} if environment else described
 
 
 def _create_endpoint(self: SageMakerModelBackend, endpoint_name: str, endpoint_config_name: str, tags: Any) -> Any:
@@ -375,7 +447,7 @@ def invoke_endpoint(self: SageMakerRuntimeResponse) -> Any:
         request = json.loads(self.body or b"{}")
         if not isinstance(request, dict):
             raise ValueError("the request body must be a JSON object")
-        body = serving.generate(_model_dir(container["ModelDataUrl"]), request, max_model_len=context)
+        body = serving.generate(_model_dir(_model_data_uri(container)), request, max_model_len=context)
     except (ValueError, KeyError, TypeError) as exc:  # ContextLengthExceeded is a ValueError
         return _model_error(backend, name, 424, str(exc))
     headers = {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant["VariantName"]}
@@ -386,8 +458,34 @@ _model_dirs: dict[str, Path] = {}
 _model_lock = threading.Lock()
 
 
+def _model_data_uri(container: dict[str, Any]) -> str:
+    """A container's model: ``ModelDataUrl`` (a ``model.tar.gz``) or ``ModelDataSource.S3DataSource.S3Uri``."""
+    source = (container.get("ModelDataSource") or {}).get("S3DataSource")
+    return source["S3Uri"] if source else container["ModelDataUrl"]
+
+
+def _check_model_data(container: dict[str, Any]) -> None:
+    """CreateModel's rules for a container's model data (API reference: ``ModelDataSource``, ``S3ModelDataSource``)."""
+    source = container.get("ModelDataSource")
+    if source is None:
+        return
+    if container.get("ModelDataUrl"):
+        raise ValidationError("ModelDataUrl and ModelDataSource cannot both be specified for a container.")
+    s3 = source.get("S3DataSource") or {}
+    uri, data_type, compression = s3.get("S3Uri", ""), s3.get("S3DataType"), s3.get("CompressionType")
+    if data_type not in ("S3Prefix", "S3Object") or compression not in ("None", "Gzip"):
+        raise ValidationError(f"Invalid ModelDataSource: S3DataType {data_type!r} must be S3Prefix or S3Object and "
+                              f"CompressionType {compression!r} None or Gzip.")
+    if data_type == "S3Prefix" and (compression != "None" or not uri.endswith("/")):
+        raise ValidationError(f"Invalid ModelDataSource: an S3Prefix model data source needs CompressionType None "
+                              f"and an S3Uri ending with '/' (got {uri!r}, {compression}).")
+    if not _prefix_has_objects(uri):
+        raise ValidationError(f"Could not find model data at {uri}.")
+
+
 def _model_dir(url: str) -> Path:
-    """The local folder of a model artifact (the base model for JumpStart cache URIs), extracted once."""
+    """The local folder of a model artifact (the base model for JumpStart cache URIs): a ``model.tar.gz``
+    extracted once, or the uncompressed files under an S3 prefix (``.../``) downloaded once."""
     from localaws.models import cache_dir, smollm2_dir
 
     if url.startswith(BASE_MODEL_PREFIX):
@@ -395,6 +493,19 @@ def _model_dir(url: str) -> Path:
     with _model_lock:
         if url in _model_dirs:
             return _model_dirs[url]
+        if url.endswith("/"):
+            bucket, prefix = _split(url)
+            try:
+                etag = _s3().head_object(Bucket=bucket, Key=prefix + "config.json")["ETag"].strip('"')
+            except Exception:
+                raise ValueError(f"no model files (config.json) under {url}") from None
+            target = cache_dir() / "artifacts" / hashlib.sha1(f"{url}#{etag}".encode()).hexdigest()[:16]
+            if not (target / "config.json").exists():
+                shutil.rmtree(target, ignore_errors=True)
+                if _download_prefix(url, target) == 0 or not (target / "config.json").exists():
+                    raise ValueError(f"no model files (config.json) under {url}")
+            _model_dirs[url] = target
+            return target
         s3, (bucket, key) = _s3(), _split(url)
         etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
         target = cache_dir() / "artifacts" / hashlib.sha1(f"{url}#{etag}".encode()).hexdigest()[:16]
@@ -412,6 +523,8 @@ def _model_dir(url: str) -> Path:
 def install(endpoint_url: str) -> None:
     _STATE["endpoint_url"] = endpoint_url
     SageMakerModelBackend.create_training_job = _create_training_job
+    SageMakerResponse.create_training_job = create_training_job
+    SageMakerModelBackend.describe_training_job = _describe_training_job
     SageMakerModelBackend.create_model = _create_model
     SageMakerModelBackend.describe_model = _aws_not_found(_original["describe_model"])
     SageMakerModelBackend.delete_model = _delete_model

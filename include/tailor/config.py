@@ -79,8 +79,8 @@ class QASettings:
 class FinetuneSettings:
     method: str
     jumpstart_model_id: str
-    training_image_uri: str
-    base_model_uri: str
+    jumpstart_model_version: str
+    accept_eula: bool
     inference_image_uri: str
     role_arn: str
     training_instance_type: str
@@ -92,7 +92,6 @@ class FinetuneSettings:
     per_device_train_batch_size: int
     lora_r: int
     lora_alpha: int
-    local_trainable_layers: int
     max_runtime_seconds: int
     champion_endpoint: str
     promote_margin: float
@@ -138,6 +137,16 @@ class Settings:
         return value
 
 
+def _boolean(value: Any) -> bool:
+    """A YAML boolean, or its text from an environment override (true/false, case-insensitive)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(value)
+    return text == "true"
+
+
 def _section(cls: type, name: str, raw: dict[str, Any], env: dict[str, str]) -> Any:
     values = dict(raw.get(name) or {})
     kwargs = {}
@@ -147,11 +156,11 @@ def _section(cls: type, name: str, raw: dict[str, Any], env: dict[str, str]) -> 
         if value is None:
             raise ConfigError(f"setting {name}.{f.name} is missing from the config file")
         try:
-            kwargs[f.name] = {"int": int, "float": float}.get(str(f.type), str)(value)
+            kwargs[f.name] = {"int": int, "float": float, "bool": _boolean}.get(str(f.type), str)(value)
         except ValueError:
+            kind = {"int": "an integer", "bool": "true or false"}.get(str(f.type), "a number")
             raise ConfigError(
-                f"setting {name}.{f.name}={value!r} must be "
-                f"{'an integer' if str(f.type) == 'int' else 'a number'} "
+                f"setting {name}.{f.name}={value!r} must be {kind} "
                 f"(from {ENV_PREFIX}{name.upper()}__{f.name.upper()} or the config file)"
             ) from None
     return cls(**kwargs)

@@ -214,7 +214,8 @@ def training_job_request(
     if resolved.gated and not accept_eula:
         raise EulaNotAccepted(
             f"{resolved.model_id} is gated: its license (Llama 3.1 Community License) must be accepted before "
-            "training (set finetune.accept_eula: true once you have read it); nothing was started")
+            "training (set finetune.accept_eula: true, or TAILOR__FINETUNE__ACCEPT_EULA=true, once you have read "
+            "it); nothing was started")
     for name, uri in (("train_uri", train_uri), ("output_uri", output_uri), ("validation_uri", validation_uri)):
         if uri is not None and not uri.startswith("s3://"):
             raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")

@@ -1,12 +1,10 @@
-"""Fine-tuning inputs: training files from a catalog version, the JumpStart CreateTrainingJob config, and the
-CreateModel / CreateEndpointConfig requests that serve the result.
+"""Fine-tuning inputs: training files from a catalog version, the job name, the trained model's location, and
+the CreateModel / CreateEndpointConfig requests that serve the result.
 
-There is no JumpStart operator in the Amazon provider, so the config is built here from settings: the
-training image and base-model URIs are pinned in config (the offline path); hyperparameters follow the
-JumpStart Llama 3.1 recipe (``epoch``, ``learning_rate``, ``instruction_tuned``, ``chat_dataset``,
-``add_input_output_demarcation_key``, ``max_input_length``, LoRA knobs) and the EULA is accepted through the
-``accept_eula`` environment. The instruction template is :data:`tailor.prompts.INSTRUCTION_TEMPLATE`: the
-served prompt of an instruction-tuned endpoint is its prompt, byte for byte.
+The CreateTrainingJob request itself is built by :mod:`tailor.jumpstart` from what the SageMaker SDK resolves
+at task run time (image, script, gated weights, job settings). The instruction template is
+:data:`tailor.prompts.INSTRUCTION_TEMPLATE`: the served prompt of an instruction-tuned endpoint is its prompt, byte
+for byte; its prompt already ends in JumpStart's demarcation key, so the job is told not to add it again.
 """
 
 from __future__ import annotations
@@ -22,6 +20,8 @@ from tailor.prompts import INSTRUCTION_TEMPLATE as INSTRUCTION_TEMPLATE  # re-ex
 from tailor.qa import QADataset, normalise
 
 METHODS = ("domain_adaptation", "instruction_tuning")
+#: The S3 folder (under ``finetune/<job>/``) of the ``training`` channel's files.
+TRAINING_PREFIX = "training/"
 #: JumpStart's ``add_input_output_demarcation_key`` (default True: "### Response:\n" added between prompt and
 #: completion; JumpStart spec hyperparameters, aws/amazon-sagemaker-examples llama_3_2_3b fine-tuning notebook).
 #: Our template's prompt ends in that key already, so JumpStart must not add it a second time.
@@ -38,7 +38,7 @@ def job_name_for(run_id: str) -> str:
 
 
 def training_files(method: str, catalog: Catalog, train_set: QADataset | None) -> dict[str, str]:
-    """The train channel's files (name -> content) for ``method``."""
+    """The training channel's files (name -> content) for ``method``."""
     if method == "domain_adaptation":
         return {"catalog.txt": "\n\n".join(p.to_document() for p in catalog.products)}
     if method == "instruction_tuning":
@@ -60,43 +60,50 @@ def assert_no_test_leak(files: dict[str, str], test_set: QADataset) -> None:
                          "the QA test set must never be in a training channel")
 
 
-def training_job_config(
-    ft: FinetuneSettings, *, job_name: str, method: str, train_uri: str, output_uri: str,
-    epochs: int, learning_rate: float, instance_type: str,
-) -> dict[str, Any]:
-    """CreateTrainingJob request for a JumpStart Llama 3.1 fine-tune."""
-    hyperparameters = {
-        "epoch": str(epochs),
-        "learning_rate": str(learning_rate),
-        "instruction_tuned": str(method == "instruction_tuning"),
-        "chat_dataset": "False",
-        "add_input_output_demarcation_key": str(ADD_DEMARCATION_KEY),
-        "max_input_length": str(ft.max_input_length),
-        "per_device_train_batch_size": str(ft.per_device_train_batch_size),
-        "lora_r": str(ft.lora_r),
-        "lora_alpha": str(ft.lora_alpha),
-        "local_trainable_layers": str(ft.local_trainable_layers),
-    }
-    return {
-        "TrainingJobName": job_name,
-        "AlgorithmSpecification": {"TrainingImage": ft.training_image_uri, "TrainingInputMode": "File"},
-        "RoleArn": ft.role_arn,
-        "HyperParameters": hyperparameters,
-        "InputDataConfig": [
-            {"ChannelName": "train", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": train_uri, "S3DataDistributionType": "FullyReplicated"}}},
-            {"ChannelName": "model", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": ft.base_model_uri, "S3DataDistributionType": "FullyReplicated"}}},
-        ],
-        "OutputDataConfig": {"S3OutputPath": output_uri},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 256},
-        "StoppingCondition": {"MaxRuntimeInSeconds": ft.max_runtime_seconds},
-        "Environment": {"accept_eula": "true"},
-        "Tags": [{"Key": "project", "Value": "tailor-bakeoff"}],
-    }
+def model_artifacts_prefix(output_uri: str, job_name: str) -> str:
+    """Where SageMaker puts an uncompressed model (``OutputDataConfig.CompressionType: NONE``): the job's
+    ``S3ModelArtifacts``, ``<S3OutputPath>/<job>/output/model/`` (a prefix, not a ``model.tar.gz``)."""
+    return f"{output_uri.rstrip('/')}/{job_name}/output/model/"
 
 
-def hosting_configs(ft: FinetuneSettings, *, name: str, model_data_url: str) -> dict[str, Any]:
+def model_data_source(artifacts: str) -> dict[str, Any]:
+    """``PrimaryContainer.ModelDataSource`` (CreateModel) for uncompressed model files under an S3 prefix.
+
+    SageMaker's CreateModel API: ``S3DataType: S3Prefix`` with ``CompressionType: None`` needs the URI to end in
+    ``/`` (the files are copied under /opt/ml/model as they are); a ``model.tar.gz`` would be ``ModelDataUrl``.
+    """
+    if not artifacts.startswith("s3://"):
+        raise ValueError(f"model artifacts must be an s3:// URI, got {artifacts!r}")
+    if artifacts.endswith(".tar.gz"):
+        raise ValueError(f"{artifacts} is a compressed artifact: the JumpStart job writes uncompressed files "
+                         "(CompressionType NONE), so S3ModelArtifacts must be a prefix")
+    uri = artifacts if artifacts.endswith("/") else artifacts + "/"
+    return {"S3DataSource": {"S3Uri": uri, "S3DataType": "S3Prefix", "CompressionType": "None"}}
+
+
+def training_request(ft: Any, *, sdk: Any, region: str, role_arn: str, job_name: str, method: str, train_uri: str,
+                     output_uri: str, epochs: int, learning_rate: float, instance_type: str) -> tuple[dict, Any]:
+    """The CreateTrainingJob request for ``ft`` (:class:`tailor.config.FinetuneSettings`) and the JumpStart facts
+    it came from: resolved through ``sdk`` (:class:`tailor.jumpstart.JumpStartSDK`) for the region and instance
+    type, then built by :func:`tailor.jumpstart.training_job_request` (raises
+    :class:`tailor.jumpstart.EulaNotAccepted` when ``ft.accept_eula`` is false, ValueError for settings outside
+    the spec). Nothing is uploaded or started here."""
+    from tailor.jumpstart import TuningChoices, resolve_training, training_job_request
+
+    resolved = resolve_training(ft.jumpstart_model_id, region, instance_type, sdk=sdk,
+                                model_version=ft.jumpstart_model_version)
+    extra = {"add_input_output_demarcation_key": str(ADD_DEMARCATION_KEY)} if method == "instruction_tuning" else {}
+    choices = TuningChoices(epochs=epochs, learning_rate=learning_rate, max_input_length=ft.max_input_length,
+                            per_device_train_batch_size=ft.per_device_train_batch_size, lora_r=ft.lora_r,
+                            lora_alpha=ft.lora_alpha, extra=extra)
+    request = training_job_request(
+        resolved, job_name=job_name, role_arn=role_arn, method=method, choices=choices, train_uri=train_uri,
+        output_uri=output_uri, accept_eula=ft.accept_eula, max_runtime_seconds=ft.max_runtime_seconds,
+        tags={"project": "tailor-bakeoff"})
+    return request, resolved
+
+
+def hosting_configs(ft: FinetuneSettings, *, name: str, model_data_url: str, role_arn: str) -> dict[str, Any]:
     """CreateModel and CreateEndpointConfig requests serving a trained artifact the JumpStart way.
 
     ``OPTION_MAX_MODEL_LEN`` is the serving context (prompt + generated tokens, LMI ``option.max_model_len``):
@@ -104,8 +111,9 @@ def hosting_configs(ft: FinetuneSettings, *, name: str, model_data_url: str) -> 
     production variant gets the container timeouts JumpStart deploys Llama 3.1 with (an 8B LMI container takes
     minutes to download and load the model before it answers its health check).
     """
-    model = {"ModelName": name, "ExecutionRoleArn": ft.role_arn,
-             "PrimaryContainer": {"Image": ft.inference_image_uri, "ModelDataUrl": model_data_url,
+    model = {"ModelName": name, "ExecutionRoleArn": role_arn,
+             "PrimaryContainer": {"Image": ft.inference_image_uri,
+                                  "ModelDataSource": model_data_source(model_data_url),
                                   "Environment": {"OPTION_MAX_MODEL_LEN": str(ft.max_model_len)}}}
     endpoint_config = {"EndpointConfigName": name, "ProductionVariants": [{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,

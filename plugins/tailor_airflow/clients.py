@@ -32,6 +32,18 @@ def champion_method(cfg: Any, s3: Any) -> str:
     return served_method(pointer, cfg.finetune.method)
 
 
+def jumpstart_sdk(cfg: Any, s3: Any) -> Any:
+    """The SageMaker SDK's JumpStart lookups (:class:`tailor.jumpstart.SageMakerCoreSDK`, imported here, at task
+    run time) on the Airflow AWS connection: its boto session, and ``s3`` (built from the same connection, so its
+    endpoint applies offline) to read the JumpStart content bucket."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    from tailor.jumpstart import SageMakerCoreSDK
+
+    aws_hook = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="s3")
+    return SageMakerCoreSDK(aws_hook.get_session(region_name=s3.meta.region_name), s3_client=s3)
+
+
 def retrying_config(max_pool_connections: int, **options: Any) -> Any:
     """The botocore config of every model-calling client: adaptive retries (throttling backs off), 6 attempts."""
     from botocore.config import Config

@@ -25,15 +25,25 @@ ENDPOINT_TIMEOUT_SECONDS = parse_time_setting("finetune", "endpoint_timeout_seco
 
 @task(multiple_outputs=True)
 def prepare_training_data(**context: Any) -> dict[str, Any]:
-    """Training files from the catalog version the Knowledge Base holds; never a test question in them."""
+    """Training files from the catalog version the Knowledge Base holds (never a test question in them), and the
+    JumpStart CreateTrainingJob request resolved for this region and instance type through the SageMaker SDK."""
     from tailor.catalog import CatalogValidationError
+    from tailor.exceptions import ConfigError
+    from tailor.jumpstart import EulaNotAccepted
     from tailor.kb_sync import CatalogStore
     from tailor.qa import load_qa
-    from tailor.training_data import assert_no_test_leak, job_name_for, training_files, training_job_config
+    from tailor.training_data import TRAINING_PREFIX, assert_no_test_leak, job_name_for, training_files, \
+        training_request
+    from tailor_airflow.clients import jumpstart_sdk
 
     cfg, s3 = settings_and_s3()
     params = context["params"]
     ft = cfg.finetune
+    try:
+        role_arn = cfg.require("finetune", "role_arn")
+    except ConfigError as error:
+        raise AirflowFailException(f"{error}: the SageMaker execution role the training job runs as; nothing was "
+                                   "trained") from None
     store = CatalogStore(s3, cfg.aws.bucket, cfg.catalog, cfg.knowledge_base.data_prefix)
     marker = store.current()
     if marker is None:
@@ -50,26 +60,33 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
     assert_no_test_leak(files, test_set)
     job_name = job_name_for(context["run_id"])
     prefix = f"finetune/{job_name}/"
+    train_uri = f"s3://{cfg.aws.bucket}/{prefix}{TRAINING_PREFIX}"
+    region = s3.meta.region_name
+    try:  # resolved and checked before anything is uploaded
+        config, resolved = training_request(
+            ft, sdk=jumpstart_sdk(cfg, s3), region=region, role_arn=role_arn, job_name=job_name, method=method,
+            train_uri=train_uri, output_uri=f"s3://{cfg.aws.bucket}/{prefix}output",
+            epochs=params.get("epochs") or ft.epochs, learning_rate=params.get("learning_rate") or ft.learning_rate,
+            instance_type=params.get("instance_type") or ft.training_instance_type)
+    except EulaNotAccepted as error:
+        raise AirflowFailException(f"EulaNotAccepted: {error}") from error
+    except ValueError as error:  # a setting or Param outside the JumpStart spec: a retry cannot fix it
+        raise AirflowFailException(f"{ft.jumpstart_model_id}: {error}; nothing was uploaded or trained") from error
     for name, content in files.items():
-        s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}train/{name}", Body=content.encode("utf-8"))
-    config = training_job_config(
-        ft, job_name=job_name, method=method,
-        train_uri=f"s3://{cfg.aws.bucket}/{prefix}train/", output_uri=f"s3://{cfg.aws.bucket}/{prefix}output",
-        epochs=params.get("epochs") or ft.epochs, learning_rate=params.get("learning_rate") or ft.learning_rate,
-        instance_type=params.get("instance_type") or ft.training_instance_type,
-    )
+        s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}{TRAINING_PREFIX}{name}", Body=content.encode("utf-8"))
     digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()
-    print(f"{method}: {len(files)} file(s) under s3://{cfg.aws.bucket}/{prefix}train/ from catalog "
-          f"{marker['catalog_version']}; training job {job_name}")
+    print(f"{method}: {len(files)} file(s) under {train_uri} from catalog {marker['catalog_version']}; training "
+          f"job {job_name}: JumpStart {resolved.model_id} {resolved.model_version} on {resolved.instance_type} in "
+          f"{region}, image {resolved.image_uri}")
     return {"training_config": config, "job_name": job_name, "prefix": prefix, "method": method,
             "catalog_version": marker["catalog_version"], "training_data_sha256": digest,
-            "test_set_version": test_set.version}
+            "test_set_version": test_set.version, "jumpstart_model_version": resolved.model_version}
 
 
 @task(multiple_outputs=True)
 def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any]:
-    """Model, endpoint config and challenger endpoint requests for the trained artifact; refused (before any
-    endpoint is paid for) when ``finetune.max_model_len`` cannot hold the evaluation's longest request."""
+    """Model, endpoint config and challenger endpoint requests for the trained (uncompressed) model files; refused
+    (before any endpoint is paid for) when ``finetune.max_model_len`` cannot hold the evaluation's longest request."""
     from tailor.config import settings
     from tailor.prompts import serving_context_needed
     from tailor.training_data import check_serving_context, hosting_configs
@@ -83,7 +100,8 @@ def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any
     except ValueError as error:
         raise AirflowFailException(str(error)) from None
     artifact = training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-    hosting = hosting_configs(ft, name=job_name, model_data_url=artifact)
+    hosting = hosting_configs(ft, name=job_name, model_data_url=artifact,
+                              role_arn=cfg.require("finetune", "role_arn"))
     endpoint = {"EndpointConfig": hosting["endpoint_config"],
                 "Endpoint": {"EndpointName": f"{job_name}-challenger", "EndpointConfigName": job_name}}
     return {"model": hosting["model"], "endpoint": endpoint, "challenger_endpoint": f"{job_name}-challenger",

@@ -13,7 +13,7 @@ from devstack.stack import REPO
 EXPECTED_DAGS = {"catalog_kb_sync", "catalog_kb_sync_poll", "monthly_finetune", "weekly_evaluation",
                  "qa_dataset_build"}
 # boto3 is absent on purpose: the Amazon provider's operators import it themselves.
-HEAVY_MODULES = ("torch", "transformers", "bert_score", "pandas", "moto", "localaws")
+HEAVY_MODULES = ("torch", "transformers", "bert_score", "pandas", "moto", "localaws", "sagemaker", "sagemaker.core")
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,14 @@ def test_dag_file_imports_nothing_heavy(dag_file: str) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1:] in ([], [""]), f"{dag_file} imports {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "plugins").rglob("*.py") if p.stem != "__init__"),
+                         ids=lambda p: p.name)
+def test_no_plugin_file_shadows_an_installed_package(path: Path) -> None:
+    """Airflow's plugin loader imports every file under plugins/ as a top-level module named after the file: a
+    plugins/.../sagemaker.py became sys.modules["sagemaker"] in the workers, and the SageMaker SDK's import
+    (``sagemaker.core``) failed at task run time ("'sagemaker' is not a package")."""
+    import importlib.util
+
+    assert importlib.util.find_spec(path.stem) is None, f"{path.name} shadows the installed module {path.stem!r}"

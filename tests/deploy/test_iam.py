@@ -51,7 +51,11 @@ MANAGED_POLICY_LIMIT = 6144
 QA_OUTPUT = qa_build.OUTPUT_PREFIX
 SERVICES = ("s3", "sqs", "bedrock", "bedrock-agent", "bedrock-agent-runtime", "bedrock-runtime", "sagemaker", "sagemaker-runtime")
 #: Method calls on objects that are not boto3 clients but share an operation's name (re.search vs Search).
-NOT_CLIENTS = {"re", "_CONTROL_RE", "_LONE_SURROGATE"}  # compiled patterns: .search() is no API call
+NOT_CLIENTS = {"re", "_CONTROL_RE", "_LONE_SURROGATE",  # compiled patterns: .search() is no API call
+               # the SageMaker SDK's JumpStart lookups (image_uris.retrieve is no Bedrock Retrieve): their S3
+               # calls are in SDK_CALLS
+               "image_uris", "script_uris", "hyperparameters", "environment_variables",
+               "aws_hook"}  # an Airflow hook: get_session() is its boto3 session, not Bedrock's GetSession
 
 #: Every boto3 call in our code (found by `calls_in_code()`; paginators and waiters by their name) -> API operation.
 CODE_CALLS = {
@@ -77,6 +81,13 @@ CODE_CALLS = {
     "delete_endpoint_config": ("sagemaker", "DeleteEndpointConfig"),
     "describe_training_job": ("sagemaker", "DescribeTrainingJob"),
 }
+#: Calls the SageMaker SDK (sagemaker-core) makes with our S3 client when prepare_training_data resolves JumpStart
+#: (the manifest and the model's spec; HeadObject re-checks the manifest's ETag): (file under sagemaker/core, text,
+#: service, operation), each proven by its line in the installed SDK.
+SDK_CALLS = [
+    ("jumpstart/cache.py", "self._s3_client.get_object(Bucket=self.s3_bucket_name, Key=key)", "s3", "GetObject"),
+    ("jumpstart/cache.py", "self._s3_client.head_object(Bucket=self.s3_bucket_name, Key=key)", "s3", "HeadObject"),
+]
 #: Calls made by the provider classes the DAGs use (apache-airflow-providers-amazon), each with the source text
 #: in the installed provider that makes it: (file under airflow/providers/amazon/aws, text, service, operation).
 PROVIDER_CALLS = [
@@ -236,27 +247,28 @@ def airflow_uses() -> list[tuple[str, str, dict[str, str]]]:
     job = job_name_for("scheduled__2026-12-01T03:00:00+00:00")
     run = "manual__2026-12-07T06:00:00+00:00"
     qa = "v20261207-abc123/"  # a generated QA set's version folder
-    jumpstart_bucket, _, jumpstart_key = cfg.finetune.base_model_uri.removeprefix("s3://").partition("/")
+    jumpstart = f"arn:aws:s3:::jumpstart-cache-prod-{region}"
     sm = f"arn:aws:sagemaker:{region}:{account}"
     challenger, champion = f"{sm}:endpoint/{job}-challenger", f"{sm}:endpoint/{cfg.finetune.champion_endpoint}"
     kb = f"arn:aws:bedrock:{region}:{account}:knowledge-base/{SAMPLE['KnowledgeBaseId']}"
     uses = [
-        ("s3:ListBucket", bucket, {}),  # list incoming drops and kb-data/, head_bucket of the train channel
+        ("s3:ListBucket", bucket, {}),  # list incoming drops and kb-data/, head_bucket of the training channel
         *[("s3:GetObject", f"{bucket}/{key}", {}) for key in (
             f"{cat.incoming_prefix}catalog.txt", cat.current_marker_key, f"{cat.versions_prefix}abc123/catalog.txt",
-            f"finetune/{job}/train/catalog.txt", f"{out}{run}/dataset.json", "qa/test.json")],
+            f"finetune/{job}/training/catalog.txt", f"{out}{run}/dataset.json", "qa/test.json")],
         *[("s3:PutObject", f"{bucket}/{key}", {}) for key in (
             f"{cat.quarantine_prefix}catalog.txt", f"{cat.quarantine_prefix}catalog.txt.reason.json",
             f"{cat.versions_prefix}abc123/catalog.txt", cat.current_marker_key, f"{kb_prefix}pump-x1.txt",
-            f"{kb_prefix}pump-x1.txt.metadata.json", f"finetune/{job}/train/catalog.txt", "finetune/champion.json",
+            f"{kb_prefix}pump-x1.txt.metadata.json", f"finetune/{job}/training/catalog.txt", "finetune/champion.json",
             f"finetune/{job}/lineage.json", f"{out}{run}/answers/rag/batch-0000.jsonl", f"{out}{run}/report.html",
             f"{QA_OUTPUT}{qa}replies.jsonl", f"{QA_OUTPUT}{qa}train.json", f"{QA_OUTPUT}{qa}test.json",
             f"{QA_OUTPUT}{qa}manifest.json")],
         *[("s3:DeleteObject", f"{bucket}/{key}", {}) for key in (
             f"{cat.incoming_prefix}catalog.txt", f"{kb_prefix}discontinued.txt",
             f"{QA_OUTPUT}{qa}manifest.json")],  # qa_dataset_build: a re-run is incomplete until its new manifest
-        ("s3:ListBucket", f"arn:aws:s3:::{jumpstart_bucket}", {}),
-        ("s3:GetObject", f"arn:aws:s3:::{jumpstart_bucket}/{jumpstart_key}", {}),
+        # the SageMaker SDK resolving JumpStart (prepare_training_data): the manifest, then the model's spec
+        ("s3:GetObject", f"{jumpstart}/models_manifest.json", {}),
+        ("s3:GetObject", f"{jumpstart}/{jumpstart_spec_key()}", {}),
         *[(a, f"arn:aws:sqs:{region}:{account}:{SAMPLE['CatalogQueueName']}", {})
           for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage")],
         *[(a, kb, {}) for a in ("bedrock:StartIngestionJob", "bedrock:GetIngestionJob", "bedrock:Retrieve")],
@@ -301,6 +313,14 @@ def airflow_denied() -> list[tuple[str, str, dict[str, str]]]:
         ("s3:DeleteObject", f"{bucket}/qa/generated/v1/test.json", {}),  # generated sets are kept
         ("s3:PutObject", f"{bucket}/qa/test.json", {}),  # the deployer's QA set is theirs
         ("s3:PutBucketPolicy", bucket, {}),
+        # JumpStart: the SDK reads specs; the weights, scripts and other models are the execution role's business
+        ("s3:ListBucket", f"arn:aws:s3:::jumpstart-cache-prod-{region}", {}),
+        ("s3:GetObject", f"arn:aws:s3:::jumpstart-cache-prod-{region}/meta-textgeneration/"
+                         "meta-textgeneration-llama-3-1-8b-instruct/artifacts/inference-prepack/v2.0.0/x", {}),
+        ("s3:GetObject", f"arn:aws:s3:::jumpstart-cache-prod-{region}/community_models/"
+                         "meta-textgeneration-llama-3-1-405b-instruct/specs_v1.0.0.json", {}),
+        ("s3:GetObject", f"arn:aws:s3:::jumpstart-private-cache-prod-{region}/meta-training/g5/v1.0.0/"
+                         "train-meta-textgeneration-llama-3-1-8b-instruct.tar.gz", {}),
         ("sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:{SAMPLE['CatalogQueueName']}", {}),
         ("sqs:ReceiveMessage", f"arn:aws:sqs:{region}:{account}:payments-queue", {}),
         ("bedrock:StartIngestionJob", f"arn:aws:bedrock:{region}:{account}:knowledge-base/OTHERKB123", {}),
@@ -352,6 +372,19 @@ def calls_in_code() -> dict[str, list[str]]:
     return found
 
 
+def jumpstart_spec_key() -> str:
+    """The spec key the manifest served for our model points at (the key layout of JumpStart's manifest)."""
+    from localaws import jumpstart_content
+
+    return jumpstart_content.spec_key()
+
+
+def sdk_root() -> Path:
+    import sagemaker.core as core
+
+    return Path(core.__file__).parent
+
+
 def provider_root() -> Path:
     import airflow.providers.amazon.aws as aws
 
@@ -359,7 +392,7 @@ def provider_root() -> Path:
 
 
 def all_api_calls() -> set[tuple[str, str]]:
-    return set(CODE_CALLS.values()) | {(svc, op) for _, _, svc, op in PROVIDER_CALLS}
+    return set(CODE_CALLS.values()) | {(svc, op) for _, _, svc, op in PROVIDER_CALLS + SDK_CALLS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -432,6 +465,12 @@ def test_provider_calls_are_in_the_installed_provider() -> None:
         assert text in (root / relative).read_text(), f"{relative} no longer contains {text!r}: re-read it"
 
 
+def test_sdk_calls_are_in_the_installed_sagemaker_core() -> None:
+    root = sdk_root()
+    for relative, text, _, _ in SDK_CALLS:
+        assert text in (root / relative).read_text(), f"{relative} no longer contains {text!r}: re-read it"
+
+
 def test_every_call_is_a_real_operation_mapped_to_iam_actions() -> None:
     import botocore.session
 
@@ -491,22 +530,35 @@ def _ecr_arn(image_uri: str) -> str:
 
 
 def sagemaker_uses() -> list[tuple[str, str, dict[str, str]]]:
-    from tailor.training_data import job_name_for
+    """What the training job and the endpoint do with the execution role: the request monthly_finetune builds for
+    the sample region / instance type (the script tarball, gated weights and images JumpStart resolves)."""
+    from localaws import jumpstart_content as jc
+    from tailor.training_data import job_name_for, model_artifacts_prefix
 
     cfg = settings()
     region, account = SAMPLE["AWS::Region"], SAMPLE["AWS::AccountId"]
     bucket = f"arn:aws:s3:::{cfg.aws.bucket}"
     job = job_name_for("scheduled__2026-12-01T03:00:00+00:00")
-    jumpstart_bucket, _, jumpstart_key = cfg.finetune.base_model_uri.removeprefix("s3://").partition("/")
+    model = model_artifacts_prefix(f"s3://{cfg.aws.bucket}/finetune/{job}/output", job).removeprefix("s3://")
+    spec = jc.spec()
+    variants = spec["training_instance_type_variants"]
+    family = cfg.finetune.training_instance_type.split(".")[1]
+    training_image = variants["regional_aliases"][region][
+        variants["variants"][family]["regional_properties"]["image_uri"].lstrip("$")]
+    script = spec["training_prepacked_script_key"]
+    weights = jc.gated_keys()[family]
     log_group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
     return [
-        ("s3:ListBucket", bucket, {"s3:prefix": f"finetune/{job}/train/"}),
-        ("s3:GetObject", f"{bucket}/finetune/{job}/train/catalog.txt", {}),
-        ("s3:PutObject", f"{bucket}/finetune/{job}/output/{job}/output/model.tar.gz", {}),
-        ("s3:GetObject", f"{bucket}/finetune/{job}/output/{job}/output/model.tar.gz", {}),  # the endpoint's model
-        ("s3:ListBucket", f"arn:aws:s3:::{jumpstart_bucket}", {"s3:prefix": jumpstart_key}),
-        ("s3:GetObject", f"arn:aws:s3:::{jumpstart_bucket}/{jumpstart_key}model.safetensors", {}),
-        *[(a, _ecr_arn(image), {}) for image in (cfg.finetune.training_image_uri, cfg.finetune.inference_image_uri)
+        ("s3:ListBucket", bucket, {"s3:prefix": f"finetune/{job}/training/"}),
+        ("s3:GetObject", f"{bucket}/finetune/{job}/training/catalog.txt", {}),
+        ("s3:PutObject", f"arn:aws:s3:::{model}model.safetensors", {}),  # uncompressed output
+        ("s3:ListBucket", bucket, {"s3:prefix": model.split("/", 1)[1]}),  # the endpoint's S3Prefix model
+        ("s3:GetObject", f"arn:aws:s3:::{model}config.json", {}),
+        ("s3:ListBucket", f"arn:aws:s3:::{jc.content_bucket(region)}", {"s3:prefix": script.rsplit("/", 1)[0] + "/"}),
+        ("s3:GetObject", f"arn:aws:s3:::{jc.content_bucket(region)}/{script}", {}),
+        ("s3:ListBucket", f"arn:aws:s3:::{jc.gated_bucket(region)}", {"s3:prefix": weights}),
+        ("s3:GetObject", f"arn:aws:s3:::{jc.gated_bucket(region)}/{weights}", {}),
+        *[(a, _ecr_arn(image), {}) for image in (training_image, cfg.finetune.inference_image_uri)
           for a in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")],
         ("ecr:GetAuthorizationToken", "*", {}),
         ("logs:CreateLogGroup", log_group, {}),
@@ -532,5 +584,11 @@ def test_sagemaker_role_has_no_unused_action_and_no_reach_beyond_finetune() -> N
         ("s3:ListBucket", bucket, {"s3:prefix": "catalog/"}),
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "Billing"}),
         ("ecr:BatchGetImage", "arn:aws:ecr:us-east-1:999999999999:repository/someone-else", {}),
+        ("ecr:BatchGetImage", "arn:aws:ecr:us-east-1:763104351884:repository/tensorflow-training", {}),
+        ("s3:GetObject", "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1/meta-training/g5/v1.0.0/"
+                         "train-meta-textgeneration-llama-3-1-405b-instruct.tar.gz", {}),
+        ("s3:GetObject", "arn:aws:s3:::jumpstart-cache-prod-us-east-1/source-directory-tarballs/training/"
+                         "huggingface-llm/x/sourcedir.tar.gz", {}),
+        ("s3:ListBucket", "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1", {"s3:prefix": "other/"}),
     ]:
         assert not allowed(policy, action, resource, context), f"allowed: {action} on {resource}"

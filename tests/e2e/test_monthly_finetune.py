@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.stack import Stack, run_dag
+from devstack.stack import BASE_MODEL_URI, Stack, run_dag
 from tests.conftest import SAMPLE_CATALOG
 from tests.e2e.test_catalog_kb_sync import _drop, _marker, _task_states
 
@@ -44,7 +44,7 @@ def champion(local_aws: Stack, synced_catalog: None) -> Iterator[str]:
     if found is None or found["EndpointStatus"] != "InService":
         waiting = Waiting(poll=0.5, timeout=60)
         ensure_model(sagemaker, {"ModelName": BASE_CHAMPION, "ExecutionRoleArn": ft.role_arn, "PrimaryContainer": {
-            "Image": ft.inference_image_uri, "ModelDataUrl": ft.base_model_uri}})
+            "Image": ft.inference_image_uri, "ModelDataUrl": BASE_MODEL_URI}})
         ensure_endpoint_config(sagemaker, {"EndpointConfigName": BASE_CHAMPION, "ProductionVariants": [{
             "VariantName": "AllTraffic", "ModelName": BASE_CHAMPION, "InitialInstanceCount": 1,
             "InstanceType": ft.endpoint_instance_type}]})

@@ -201,7 +201,7 @@ def test_an_endpoint_failing_past_the_retries_keeps_the_other_answers_and_fails_
 
 def test_re_executing_train_for_a_completed_job_starts_no_second_job(faults: Stack) -> None:
     """What clearing ``train`` of a finished run does: the operator finds its job by its deterministic name."""
-    from tailor_airflow.sagemaker import ResumableTrainingOperator
+    from tailor_airflow.sagemaker_operators import ResumableTrainingOperator
 
     sagemaker = faults.client("sagemaker")
     names = [j["TrainingJobName"] for j in sagemaker.list_training_jobs(StatusEquals="Completed")

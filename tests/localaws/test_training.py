@@ -16,18 +16,20 @@ from localaws.training import (
     evenly_spaced,
     fine_tune_in_subprocess,
     max_training_steps,
+    trainable_layers,
     training_schedule,
 )
 from tests.conftest import SAMPLE_CATALOG
 
 
-def test_fine_tune_runs_in_a_child_process_and_returns_its_metrics(tmp_path: Path) -> None:
-    channel = tmp_path / "train"
+def test_fine_tune_runs_in_a_child_process_and_returns_its_metrics(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    channel = tmp_path / "training"
     channel.mkdir()
     (channel / "catalog.txt").write_bytes(Path(SAMPLE_CATALOG).read_bytes()[:3000])
+    monkeypatch.setenv("LOCALAWS_TRAINABLE_LAYERS", "2")  # the local AWS's knob, never a hyperparameter
     lines: list[str] = []
-    metrics = fine_tune_in_subprocess(smollm2_dir(), channel, {"epoch": "1", "max_input_length": "64",
-                                                               "local_trainable_layers": "2"},
+    metrics = fine_tune_in_subprocess(smollm2_dir(), channel, {"epoch": "1", "max_input_length": "64"},
                                       tmp_path / "model", on_line=lines.append)
     assert metrics["train:steps"] >= 1 and metrics["train:loss"] < metrics["train:base_loss"]
     assert metrics["train:capped"] == 0.0 and metrics["train:planned_steps"] == metrics["train:steps"]
@@ -38,25 +40,25 @@ def test_fine_tune_runs_in_a_child_process_and_returns_its_metrics(tmp_path: Pat
 
 
 def test_a_capped_job_logs_and_reports_its_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    channel = tmp_path / "train"
+    channel = tmp_path / "training"
     channel.mkdir()
     (channel / "catalog.txt").write_bytes(Path(SAMPLE_CATALOG).read_bytes()[:3000])
     monkeypatch.setenv("LOCALAWS_MAX_TRAINING_STEPS", "2")  # the child process inherits the environment
+    monkeypatch.setenv("LOCALAWS_TRAINABLE_LAYERS", "1")
     lines: list[str] = []
-    metrics = fine_tune_in_subprocess(smollm2_dir(), channel, {"epoch": "3", "max_input_length": "64",
-                                                               "local_trainable_layers": "1"},
+    metrics = fine_tune_in_subprocess(smollm2_dir(), channel, {"epoch": "3", "max_input_length": "64"},
                                       tmp_path / "model", on_line=lines.append)
     planned = int(metrics["train:planned_steps"])
     assert metrics["train:steps"] == 2 and metrics["train:capped"] == 1.0 and planned >= 6
     assert any(line.startswith(f"capped at 2 steps of {planned} ") for line in lines), lines
 
 def test_a_failing_algorithm_reports_its_own_error(tmp_path: Path) -> None:
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train" / "notes.csv").write_text("a,b\n")
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "notes.csv").write_text("a,b\n")
     with pytest.raises(TrainingFailed) as err:
-        fine_tune_in_subprocess(smollm2_dir(), tmp_path / "train", {"epoch": "1"}, tmp_path / "model",
+        fine_tune_in_subprocess(smollm2_dir(), tmp_path / "training", {"epoch": "1"}, tmp_path / "model",
                                 on_line=lambda line: None)
-    assert str(err.value) == "ValueError: domain adaptation needs .txt files in the train channel; found none"
+    assert str(err.value) == "ValueError: domain adaptation needs .txt files in the training channel; found none"
     assert not (tmp_path / "model").exists()
 
 
@@ -171,3 +173,11 @@ def test_micro_batched_gradients_equal_the_whole_batch_gradient() -> None:
         (model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss / 2).backward()
     plain = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     assert not torch.allclose(plain, whole, rtol=1e-2, atol=1e-5)
+
+
+def test_trainable_layers_is_the_local_aws_knob() -> None:
+    assert trainable_layers({}) == 0  # all layers
+    assert trainable_layers({"LOCALAWS_TRAINABLE_LAYERS": " 10 "}) == 10
+    for bad in ("-1", "ten"):
+        with pytest.raises(ValueError, match="LOCALAWS_TRAINABLE_LAYERS=.* integer >= 0"):
+            trainable_layers({"LOCALAWS_TRAINABLE_LAYERS": bad})

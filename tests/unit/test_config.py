@@ -176,6 +176,31 @@ def test_require_returns_set_value() -> None:
         settings.require("aws", "catalog_queue_url")
 
 
+def test_finetune_has_no_fake_role_and_resolves_jumpstart_at_run_time() -> None:
+    ft = load_settings(env={}).finetune
+    assert ft.role_arn == ""  # production must set it; the local stack sets its own (devstack LOCAL_SCALE)
+    with pytest.raises(ConfigError, match="TAILOR__FINETUNE__ROLE_ARN"):
+        load_settings(env={}).require("finetune", "role_arn")
+    assert (ft.jumpstart_model_id, ft.jumpstart_model_version) == ("meta-textgeneration-llama-3-1-8b-instruct",
+                                                                   "2.16.2")
+    assert ft.accept_eula is True
+    # the image, script and weights come from JumpStart; the emulator's knob is the local AWS's own (env)
+    for gone in ("training_image_uri", "base_model_uri", "local_trainable_layers"):
+        assert not hasattr(ft, gone)
+    assert "local_trainable_layers" not in DEFAULT_CONFIG.read_text()
+
+
+@pytest.mark.parametrize(("raw", "value"), [("false", False), ("TRUE", True), (" True ", True)])
+def test_boolean_override(raw: str, value: bool) -> None:
+    assert load_settings(env={"TAILOR__FINETUNE__ACCEPT_EULA": raw}).finetune.accept_eula is value
+
+
+def test_invalid_boolean_override_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"finetune.accept_eula='yes' must be true or false .*"
+                                          r"TAILOR__FINETUNE__ACCEPT_EULA"):
+        load_settings(env={"TAILOR__FINETUNE__ACCEPT_EULA": "yes"})
+
+
 # --- parse-time settings -------------------------------------------------------------------------------------
 
 

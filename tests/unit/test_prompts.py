@@ -25,7 +25,7 @@ from tailor.prompts import (
     serving_context_needed,
 )
 from tailor.qa import load_qa
-from tailor.training_data import training_files, training_job_config
+from tailor.training_data import training_files
 
 from tests.conftest import SAMPLE_CATALOG
 
@@ -75,9 +75,9 @@ def _jumpstart_training_text(method_files: dict[str, str], hyperparameters: dict
 def test_instruction_tuned_endpoint_is_served_the_training_prompt() -> None:
     cfg = load_settings(env={})
     files = training_files("instruction_tuning", validate_file(SAMPLE_CATALOG), load_qa(cfg.qa.train_set))
-    hyperparameters = training_job_config(cfg.finetune, job_name="j", method="instruction_tuning",
-                                          train_uri="s3://b/t/", output_uri="s3://b/o/", epochs=1,
-                                          learning_rate=1e-4, instance_type="ml.g5.12xlarge")["HyperParameters"]
+    from tests.unit.test_training_data import make_request  # the JumpStart request, resolved from our spec snapshot
+
+    hyperparameters = make_request(cfg.finetune, "instruction_tuning")["HyperParameters"]
     texts = _jumpstart_training_text(files, hyperparameters)
     records = [json.loads(line) for line in files["train.jsonl"].splitlines()]
     for record, text in zip(records, texts, strict=True):

@@ -15,7 +15,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
 
-from tailor_airflow.sagemaker import ResumableTrainingOperator
+from tailor_airflow.sagemaker_operators import ResumableTrainingOperator
 
 JOB_NAME = "tailor-ft-abc"
 JOB_ARN = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB_NAME}"
@@ -257,3 +257,23 @@ def test_execute_complete_returns_the_completed_job(mock_describe: mock.MagicMoc
     result = make_operator().execute_complete({}, {"status": "success", "job_name": JOB_NAME})
     assert result["Training"]["TrainingJobStatus"] == "Completed"
     assert result["Training"]["TrainingJobName"] == JOB_NAME
+
+
+def test_the_preflight_checks_our_channels_and_skips_jumpstarts_aws_owned_buckets() -> None:
+    """The provider HeadBuckets every channel before CreateTrainingJob; the Airflow role cannot do that on
+    JumpStart's buckets (the code channel), which SageMaker checks itself with the execution role."""
+    from tailor_airflow.sagemaker_operators import OwnBucketsSageMakerHook, ResumableTrainingOperator
+
+    assert ResumableTrainingOperator.aws_hook_class is OwnBucketsSageMakerHook
+
+    def channel(name: str, uri: str) -> dict:
+        return {"ChannelName": name, "DataSource": {"S3DataSource": {"S3Uri": uri}}}
+
+    config = {"InputDataConfig": [
+        channel("training", "s3://tailor-bakeoff/finetune/j/training/"),
+        channel("code", "s3://jumpstart-cache-prod-us-east-1/source-directory-tarballs/x/sourcedir.tar.gz"),
+        channel("weights", "s3://jumpstart-private-cache-prod-eu-west-1/meta-training/g5/x.tar.gz")]}
+    with mock.patch.object(SageMakerHook, "check_s3_url", return_value=True) as check:
+        OwnBucketsSageMakerHook(aws_conn_id=None).check_training_config(config)
+    assert [c.args[0] for c in check.call_args_list] == ["s3://tailor-bakeoff/finetune/j/training/"]
+    assert len(config["InputDataConfig"]) == 3  # the request itself is unchanged

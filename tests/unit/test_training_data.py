@@ -28,8 +28,10 @@ from tailor.training_data import (
     check_serving_context,
     hosting_configs,
     job_name_for,
+    model_artifacts_prefix,
+    model_data_source,
     training_files,
-    training_job_config,
+    training_request,
 )
 
 from devstack.stack import REPO as REPO_ROOT
@@ -224,92 +226,178 @@ def test_leak_check_counts_every_leaked_question(test_set: QADataset) -> None:
         assert_no_test_leak({"a.txt": questions[0], "b.txt": " ".join(questions[1:])}, test_set)
 
 
-# --- training_job_config -------------------------------------------------------------------------------------
+# --- the JumpStart request from settings (training_request) -------------------------------------------------
 
 
-def make_config(ft: FinetuneSettings, method: str = "domain_adaptation", **overrides: Any) -> dict[str, Any]:
+class SnapshotSDK:
+    """A JumpStartSDK double answering from the local AWS's spec snapshot by the SDK's lookup rules (the real
+    SDK against the local AWS is exercised in tests/localaws/test_jumpstart_contract.py)."""
+
+    def __init__(self) -> None:
+        from localaws import jumpstart_content as jc
+
+        self.jc, self.spec = jc, jc.spec()
+
+    def specs(self, *, model_id: str, model_version: str, region: str) -> Any:
+        from types import SimpleNamespace
+
+        assert (model_id, model_version) == (self.spec["model_id"], self.spec["version"])
+        return SimpleNamespace(**{**self.spec, "hyperparameters": [SimpleNamespace(**h)
+                                                                   for h in self.spec["hyperparameters"]]})
+
+    def image_uri(self, *, model_id: str, model_version: str, region: str, instance_type: str) -> str:
+        variants = self.spec["training_instance_type_variants"]
+        alias = variants["variants"][instance_type.split(".")[1]]["regional_properties"]["image_uri"]
+        return variants["regional_aliases"][region][alias[1:]]
+
+    def script_uri(self, *, model_id: str, model_version: str, region: str) -> str:
+        return f"s3://{self.jc.content_bucket(region)}/{self.spec['training_prepacked_script_key']}"
+
+    def default_hyperparameters(self, **_: Any) -> dict[str, str]:
+        return {h["name"]: str(h["default"]) for h in self.spec["hyperparameters"]}
+
+    def environment(self, *, model_id: str, model_version: str, region: str, instance_type: str) -> dict[str, str]:
+        key = self.jc.gated_keys()[instance_type.split(".")[1]]
+        return {"SageMakerGatedModelS3Uri": f"s3://{self.jc.gated_bucket(region)}/{key}"}
+
+    def volume_size_supported(self, instance_type: str) -> bool:
+        return not instance_type.startswith(("ml.g5.", "ml.g4dn."))
+
+
+ROLE = "arn:aws:iam::111122223333:role/tailor-sagemaker-execution"
+US_EAST_1_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:"
+                   "2.0.0-transformers4.28.1-gpu-py310-cu118-ubuntu20.04")
+
+
+def make_request(ft: FinetuneSettings, method: str = "domain_adaptation", **overrides: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
+        "sdk": SnapshotSDK(), "region": "us-east-1", "role_arn": ROLE,
         "job_name": job_name_for("manual__2026-11-01T03:00:00+00:00"),
         "method": method,
-        "train_uri": "s3://tailor-bakeoff/finetune/tailor-ft-abc/train/",
-        "output_uri": "s3://tailor-bakeoff/finetune/tailor-ft-abc/output/",
+        "train_uri": "s3://tailor-bakeoff/finetune/tailor-ft-abc/training/",
+        "output_uri": "s3://tailor-bakeoff/finetune/tailor-ft-abc/output",
         "epochs": 5,
         "learning_rate": 0.0001,
         "instance_type": ft.training_instance_type,
     }
     kwargs.update(overrides)
-    return training_job_config(ft, **kwargs)
+    request, resolved = training_request(ft, **kwargs)
+    assert resolved.model_version == ft.jumpstart_model_version
+    return request
+
+
+def test_the_us_east_1_g5_request_is_jumpstarts(ft: FinetuneSettings) -> None:
+    """What monthly_finetune sends for the runbook's region and instance type (printed: see the issue note)."""
+    from localaws.jumpstart_content import check_training_request
+
+    assert ft.training_instance_type == "ml.g5.12xlarge" and ft.accept_eula is True
+    request = make_request(ft)
+    print(json.dumps(request, indent=1))
+    assert request["AlgorithmSpecification"] == {"TrainingImage": US_EAST_1_IMAGE, "TrainingInputMode": "File"}
+    hp = request["HyperParameters"]
+    assert hp["sagemaker_program"] == "transfer_learning.py"
+    assert hp["sagemaker_submit_directory"] == "/opt/ml/input/data/code/sourcedir.tar.gz"
+    assert (hp["epoch"], hp["learning_rate"], hp["max_input_length"]) == ("5", "0.0001", "1024")
+    assert (hp["lora_r"], hp["lora_alpha"], hp["per_device_train_batch_size"]) == ("8", "32", "4")
+    assert hp["instruction_tuned"] == "False" and hp["chat_dataset"] == "False"
+    assert "local_trainable_layers" not in hp and not any("local" in k for k in hp)
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels == {
+        "training": "s3://tailor-bakeoff/finetune/tailor-ft-abc/training/",
+        "code": "s3://jumpstart-cache-prod-us-east-1/source-directory-tarballs/training/meta-textgeneration/"
+                "prepack/inference-meta-textgeneration/v1.2.0/sourcedir.tar.gz"}
+    assert request["Environment"] == {
+        "SageMakerGatedModelS3Uri": "s3://jumpstart-private-cache-prod-us-east-1/meta-training/g5/v1.0.0/"
+                                    "train-meta-textgeneration-llama-3-1-8b-instruct.tar.gz",
+        "accept_eula": "true"}
+    assert request["EnableNetworkIsolation"] is True and request["EnableInterContainerTrafficEncryption"] is True
+    assert request["OutputDataConfig"] == {"S3OutputPath": "s3://tailor-bakeoff/finetune/tailor-ft-abc/output",
+                                           "CompressionType": "NONE"}
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": ft.max_runtime_seconds} == {
+        "MaxRuntimeInSeconds": 86400}
+    assert request["RoleArn"] == ROLE
+    assert {"Key": "project", "Value": "tailor-bakeoff"} in request["Tags"]
+    check_training_request(request)  # and the local AWS's contract accepts it
 
 
 @pytest.mark.parametrize(("method", "instruction_tuned"),
                          [pytest.param("domain_adaptation", "False", id="domain_adaptation"),
                           pytest.param("instruction_tuning", "True", id="instruction_tuning")])
-def test_hyperparameters(ft: FinetuneSettings, method: str, instruction_tuned: str) -> None:
-    hp = make_config(ft, method, epochs=3, learning_rate=0.0002)["HyperParameters"]
+def test_params_and_method_reach_the_hyperparameters(ft: FinetuneSettings, method: str,
+                                                     instruction_tuned: str) -> None:
+    hp = make_request(ft, method, epochs=3, learning_rate=0.0002)["HyperParameters"]
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in hp.items())
-    assert hp["instruction_tuned"] == instruction_tuned
-    assert hp["chat_dataset"] == "False"
-    assert hp["epoch"] == "3"
-    assert float(hp["learning_rate"]) == 0.0002
-    assert hp["max_input_length"] == str(ft.max_input_length) == "1024"
-    assert hp["per_device_train_batch_size"] == str(ft.per_device_train_batch_size)
-    assert (hp["lora_r"], hp["lora_alpha"]) == (str(ft.lora_r), str(ft.lora_alpha))
-    assert hp["local_trainable_layers"] == str(ft.local_trainable_layers)
+    assert (hp["instruction_tuned"], hp["epoch"], float(hp["learning_rate"])) == (instruction_tuned, "3", 0.0002)
 
 
-def test_channels_environment_and_resources(ft: FinetuneSettings) -> None:
-    train_uri = "s3://bucket/finetune/job/train/"
-    output_uri = "s3://bucket/finetune/job/output/"
-    config = make_config(ft, train_uri=train_uri, output_uri=output_uri, instance_type="ml.g4dn.xlarge",
-                         job_name="tailor-ft-0123456789ab")
-    assert config["TrainingJobName"] == "tailor-ft-0123456789ab"
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in config["InputDataConfig"]}
-    assert list(channels) == ["train", "model"]
-    assert channels["train"]["S3Uri"] == train_uri
-    assert channels["model"]["S3Uri"] == ft.base_model_uri
-    assert all(c["S3DataType"] == "S3Prefix" for c in channels.values())
-    assert config["OutputDataConfig"] == {"S3OutputPath": output_uri}
-    assert config["Environment"]["accept_eula"] == "true"
-    assert config["AlgorithmSpecification"]["TrainingImage"] == ft.training_image_uri
-    assert config["RoleArn"] == ft.role_arn
-    assert config["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
-    assert config["ResourceConfig"]["InstanceCount"] == 1
-    assert config["StoppingCondition"]["MaxRuntimeInSeconds"] == ft.max_runtime_seconds == 86400
-
-
-def test_settings_instance_type_and_runtime_come_through(ft: FinetuneSettings) -> None:
+def test_settings_instance_type_and_runtime_come_through() -> None:
     settings = load_settings(env={"TAILOR__FINETUNE__MAX_RUNTIME_SECONDS": "7200",
-                                  "TAILOR__FINETUNE__TRAINING_INSTANCE_TYPE": "ml.g5.2xlarge"}).finetune
-    config = make_config(settings, instance_type=settings.training_instance_type)
-    assert config["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
-    assert config["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
+                                  "TAILOR__FINETUNE__TRAINING_INSTANCE_TYPE": "ml.g4dn.12xlarge"}).finetune
+    request = make_request(settings, instance_type=settings.training_instance_type)
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.12xlarge"
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
+    assert "/g4dn/" in request["Environment"]["SageMakerGatedModelS3Uri"]  # the weights for the instance family
+
+
+def test_a_license_not_accepted_stops_before_anything_is_built() -> None:
+    from tailor.jumpstart import EulaNotAccepted
+
+    settings = load_settings(env={"TAILOR__FINETUNE__ACCEPT_EULA": "false"}).finetune
+    assert settings.accept_eula is False
+    with pytest.raises(EulaNotAccepted, match="TAILOR__FINETUNE__ACCEPT_EULA"):
+        make_request(settings)
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_config_validates_against_botocore(ft: FinetuneSettings, create_training_job_shape: Any,
-                                           method: str) -> None:
+def test_request_validates_against_botocore(ft: FinetuneSettings, create_training_job_shape: Any,
+                                            method: str) -> None:
     from botocore.validate import validate_parameters
 
-    validate_parameters(make_config(ft, method), create_training_job_shape)
+    validate_parameters(make_request(ft, method), create_training_job_shape)
 
 
-def test_botocore_validation_catches_a_broken_config(ft: FinetuneSettings, create_training_job_shape: Any) -> None:
+def test_botocore_validation_catches_a_broken_request(ft: FinetuneSettings, create_training_job_shape: Any) -> None:
     """The schema check above is not vacuous: a non-string hyperparameter is rejected."""
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
-    config = make_config(ft)
-    config["HyperParameters"]["epoch"] = 5
+    request = make_request(ft)
+    request["HyperParameters"]["epoch"] = 5
     with pytest.raises(ParamValidationError, match="HyperParameters.epoch"):
-        validate_parameters(config, create_training_job_shape)
+        validate_parameters(request, create_training_job_shape)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_jumpstart_does_not_add_a_second_demarcation_key(ft: FinetuneSettings, method: str) -> None:
+# --- the trained model's location ------------------------------------------------------------------------------
+
+
+def test_uncompressed_artifacts_are_a_prefix_and_a_model_data_source() -> None:
+    prefix = model_artifacts_prefix("s3://b/finetune/j/output", "tailor-ft-abc")
+    assert prefix == "s3://b/finetune/j/output/tailor-ft-abc/output/model/"
+    assert model_artifacts_prefix("s3://b/finetune/j/output/", "tailor-ft-abc") == prefix
+    source = {"S3DataSource": {"S3Uri": prefix, "S3DataType": "S3Prefix", "CompressionType": "None"}}
+    assert model_data_source(prefix) == source
+    assert model_data_source(prefix.rstrip("/")) == source  # the trailing "/" CreateModel needs
+    with pytest.raises(ValueError, match="compressed artifact"):
+        model_data_source("s3://b/j/output/model.tar.gz")
+    with pytest.raises(ValueError, match="s3://"):
+        model_data_source("/tmp/model/")
+
+
+def test_model_data_source_validates_against_botocore() -> None:
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    client = botocore.session.get_session().create_client("sagemaker", region_name="us-east-1")
+    shape = client.meta.service_model.operation_model("CreateModel").input_shape
+    validate_parameters({"ModelName": "m", "ExecutionRoleArn": ROLE, "PrimaryContainer": {
+        "Image": "img", "ModelDataSource": model_data_source("s3://b/j/output/model/")}}, shape)
+
+
+def test_jumpstart_does_not_add_a_second_demarcation_key(ft: FinetuneSettings) -> None:
     """JumpStart adds "### Response:\\n" between prompt and completion unless told not to (spec hyperparameter
     ``add_input_output_demarcation_key``, default True); our template's prompt ends in it already."""
     assert INSTRUCTION_TEMPLATE["prompt"].endswith("### Response:\n")
-    assert make_config(ft, method)["HyperParameters"]["add_input_output_demarcation_key"] == "False"
+    assert make_request(ft, "instruction_tuning")["HyperParameters"]["add_input_output_demarcation_key"] == "False"
 
 
 # --- hosting_configs: what serves the trained artifact ----------------------------------------------------------
@@ -323,20 +411,23 @@ def _shape(operation: str) -> Any:
 
 
 def test_hosting_serves_the_context_setting_not_the_training_length(ft: FinetuneSettings) -> None:
-    hosting = hosting_configs(ft, name="tailor-ft-0123456789ab", model_data_url="s3://b/out/model.tar.gz")
+    hosting = hosting_configs(ft, name="tailor-ft-0123456789ab", model_data_url="s3://b/out/model/", role_arn=ROLE)
     container = hosting["model"]["PrimaryContainer"]
     assert container["Environment"] == {"OPTION_MAX_MODEL_LEN": "4096"}
     assert ft.max_model_len == 4096 != ft.max_input_length
-    assert container["ModelDataUrl"] == "s3://b/out/model.tar.gz" and container["Image"] == ft.inference_image_uri
+    assert container["ModelDataSource"] == model_data_source("s3://b/out/model/")
+    assert container["Image"] == ft.inference_image_uri and hosting["model"]["ExecutionRoleArn"] == ROLE
     overridden = load_settings(env={"TAILOR__FINETUNE__MAX_MODEL_LEN": "8192"}).finetune
-    assert hosting_configs(overridden, name="n", model_data_url="s3://b/m")["model"]["PrimaryContainer"][
-        "Environment"]["OPTION_MAX_MODEL_LEN"] == "8192"
+    container = hosting_configs(overridden, name="n", model_data_url="s3://b/m/", role_arn=ROLE)["model"][
+        "PrimaryContainer"]
+    assert container["Environment"]["OPTION_MAX_MODEL_LEN"] == "8192"
 
 
 def test_hosting_uses_jumpstarts_container_timeouts(ft: FinetuneSettings) -> None:
     """JumpStart deploys Llama 3.1 with 1200 s for the model download and for the startup health check (spec
     ``deploy_kwargs``), as the endpoint config's production variant sets them."""
-    variant, = hosting_configs(ft, name="n", model_data_url="s3://b/m")["endpoint_config"]["ProductionVariants"]
+    hosting = hosting_configs(ft, name="n", model_data_url="s3://b/m/", role_arn=ROLE)
+    variant, = hosting["endpoint_config"]["ProductionVariants"]
     assert variant["ModelDataDownloadTimeoutInSeconds"] == 1200
     assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 1200
     assert (variant["ModelName"], variant["InstanceType"]) == ("n", ft.endpoint_instance_type)
@@ -346,7 +437,7 @@ def test_hosting_requests_validate_against_botocore(ft: FinetuneSettings) -> Non
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
-    hosting = hosting_configs(ft, name="tailor-ft-0123456789ab", model_data_url="s3://b/out/model.tar.gz")
+    hosting = hosting_configs(ft, name="tailor-ft-0123456789ab", model_data_url="s3://b/out/model/", role_arn=ROLE)
     validate_parameters(hosting["model"], _shape("CreateModel"))
     validate_parameters(hosting["endpoint_config"], _shape("CreateEndpointConfig"))
     hosting["endpoint_config"]["ProductionVariants"][0]["ContainerStartupHealthCheckTimeoutInSeconds"] = "1200"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointOperator,
     SageMakerModelOperator,
@@ -23,6 +24,26 @@ from airflow.sdk.exceptions import AirflowException
 RUNNING, FAILED = ("InProgress", "Stopping"), ("Failed", "Stopped")
 
 
+#: AWS-owned JumpStart buckets (content and gated weights, per region): the job's execution role reads them;
+#: the Airflow role cannot (and need not) HeadBucket/List them, so the provider's pre-flight skips them.
+AWS_OWNED_BUCKETS = ("jumpstart-cache-prod-", "jumpstart-private-cache-prod-")
+
+
+def is_aws_owned(s3_uri: str) -> bool:
+    return s3_uri.removeprefix("s3://").startswith(AWS_OWNED_BUCKETS)
+
+
+class OwnBucketsSageMakerHook(SageMakerHook):
+    """``SageMakerHook`` whose pre-flight input check (HeadBucket + HeadObject/List per channel) covers our own
+    buckets only: JumpStart's ``code`` channel lives in an AWS-owned bucket, which CreateTrainingJob itself checks
+    with the execution role."""
+
+    def check_training_config(self, training_config: dict) -> None:
+        channels = [c for c in training_config.get("InputDataConfig", [])
+                    if not is_aws_owned(c.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", ""))]
+        super().check_training_config({**training_config, "InputDataConfig": channels})
+
+
 class ResumableTrainingOperator(SageMakerTrainingOperator):
     """``SageMakerTrainingOperator`` that re-attaches to its own job on a retry instead of starting a second.
 
@@ -31,6 +52,8 @@ class ResumableTrainingOperator(SageMakerTrainingOperator):
     first: running -> wait for it (deferred); Completed -> done; Failed/Stopped -> fail with SageMaker's
     ``FailureReason``; absent -> create it. A failed job's reason is also raised after a deferred wait.
     """
+
+    aws_hook_class = OwnBucketsSageMakerHook
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("check_if_job_exists", False)
