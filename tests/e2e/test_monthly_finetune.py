@@ -178,46 +178,32 @@ def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(loc
     assert _lineage(local_aws, job_name)["status"] == "failed"
 
 
-def test_a_retried_deploy_replaces_its_failed_endpoint_and_the_run_promotes(local_aws: Stack, airflow_db,
-                                                                          champion: str) -> None:
-    """The first try's challenger ends Failed (no capacity); the retry finds it under its own name, deletes it,
-    creates it again, and the run goes on to a confirmed promotion (blue/green UpdateEndpoint of the champion)."""
-    from tailor.training_data import job_name_for
+def test_a_retried_deploy_recovers_and_a_rolled_back_promotion_is_recorded_as_rolled_back(
+        local_aws: Stack, airflow_db, champion: str) -> None:
+    """One fine-tune run, two of AWS's behaviours (one run instead of two: each costs a training job):
 
-    local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError",
-                        message="Unable to provision requested ML compute capacity")
-    run = run_dag("monthly_finetune", {"epochs": 1, "promote": "always"})
-    states, tries = _task_states(run), _tries(run)
-    assert run.state == "success", states
-    assert tries["deploy_challenger"] == 2 and tries["create_model"] == 1 and tries["promote"] == 1, tries
-    assert local_aws.fault_state()["fired"] == {"sagemaker:CreateEndpoint": 1}
-    job_name = job_name_for(run.run_id)
-    described = local_aws.client("sagemaker").describe_endpoint(EndpointName=champion)
-    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == job_name
-    lineage = _lineage(local_aws, job_name)
-    assert lineage["status"] == "promoted" and lineage["decision"]["actions"] == ["update"]
-    assert json.loads(_champion_pointer(local_aws))["job_name"] == job_name
-    assert _finetuned_model_events(run.run_id) == [{"job_name": job_name, "endpoint_name": champion}]
-    assert f"{job_name}-challenger" not in _endpoints(local_aws)
-
-
-def test_a_rolled_back_promotion_is_recorded_as_rolled_back_not_promoted(local_aws: Stack, airflow_db,
-                                                                        champion: str) -> None:
-    """AWS accepts the UpdateEndpoint, the new fleet fails, the endpoint returns to InService on the OLD config
-    with a FailureReason. ``promote`` must see that: the task fails (once: no retry pays for another fleet), the
-    lineage says rolled_back, champion.json and the finetuned-model asset stay as they were."""
+    * the first try's challenger ends Failed (no capacity); the retry finds it under its own name, deletes it and
+      creates it again, and the run goes on;
+    * AWS accepts the blue/green UpdateEndpoint of the champion, the new fleet fails, the endpoint returns to
+      InService on the OLD config with a FailureReason. ``promote`` must see that: the task fails (once: no retry
+      pays for another fleet), the lineage says rolled_back, champion.json and the finetuned-model asset stay as
+      they were. (A confirmed update is covered against the local AWS in tests/localaws/test_endpoints.py.)"""
     from tailor.training_data import job_name_for
 
     sagemaker = local_aws.client("sagemaker")
     before, pointer = sagemaker.describe_endpoint(EndpointName=champion)["EndpointConfigName"], \
         _champion_pointer(local_aws)
+    local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError",
+                        message="Unable to provision requested ML compute capacity")
     local_aws.arm_fault("sagemaker:UpdateEndpoint", "UpdateFailed", message=ROLLBACK_REASON)
     run = run_dag("monthly_finetune", {"epochs": 1, "promote": "always"})
     states, tries = _task_states(run), _tries(run)
     assert run.state == "failed" and states["promote"] == "failed", states
+    assert tries["deploy_challenger"] == 2 and tries["create_model"] == 1, tries
+    assert states["smoke_test"] == states["evaluate_challenger"] == "success", states
     assert tries["promote"] == 1, "a rollback is an outcome, not a transient error: no retry"
     assert states["teardown_challenger"] == "success"
-    assert local_aws.fault_state()["fired"] == {"sagemaker:UpdateEndpoint": 1}
+    assert local_aws.fault_state()["fired"] == {"sagemaker:CreateEndpoint": 1, "sagemaker:UpdateEndpoint": 1}
     job_name = job_name_for(run.run_id)
     described = sagemaker.describe_endpoint(EndpointName=champion)
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == before
@@ -227,6 +213,7 @@ def test_a_rolled_back_promotion_is_recorded_as_rolled_back_not_promoted(local_a
     decision = lineage["decision"]
     assert decision["promote"] is True and decision["promoted"] is False and decision["outcome"] == "rolled_back"
     assert decision["endpoint_config_name"] == before and decision["failure_reason"] == ROLLBACK_REASON
+    assert decision["actions"] == ["update"]
     assert _champion_pointer(local_aws) == pointer, "champion.json must not name a model that is not serving"
     assert _finetuned_model_events(run.run_id) == []
     assert f"{job_name}-challenger" not in _endpoints(local_aws)
