@@ -41,32 +41,28 @@ MAX_STEPS_ENV = "LOCALAWS_MAX_TRAINING_STEPS"
 TRAINABLE_LAYERS_ENV = "LOCALAWS_TRAINABLE_LAYERS"
 
 
+def _count_setting(name: str, default: int, meaning: str, environ: dict[str, str] | None) -> int:
+    """A non-negative integer setting of the local AWS from the environment (``default`` when unset)."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} is not a {meaning}: use an integer >= 0")
+    return value
+
+
 def trainable_layers(environ: dict[str, str] | None = None) -> int:
     """The top decoder layers the local fine-tune trains, from ``LOCALAWS_TRAINABLE_LAYERS`` (0 or unset = all)."""
-    raw = (os.environ if environ is None else environ).get(TRAINABLE_LAYERS_ENV, "").strip()
-    if not raw:
-        return 0
-    try:
-        layers = int(raw)
-    except ValueError:
-        layers = -1
-    if layers < 0:
-        raise ValueError(f"{TRAINABLE_LAYERS_ENV}={raw!r} is not a layer count: use an integer >= 0 (0 = all)")
-    return layers
+    return _count_setting(TRAINABLE_LAYERS_ENV, 0, "layer count (0 = all)", environ)
 
 
 def max_training_steps(environ: dict[str, str] | None = None) -> int:
     """The local AWS's step cap from ``LOCALAWS_MAX_TRAINING_STEPS`` (0 = no cap)."""
-    raw = (os.environ if environ is None else environ).get(MAX_STEPS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_TRAINING_STEPS
-    try:
-        steps = int(raw)
-    except ValueError:
-        steps = -1
-    if steps < 0:
-        raise ValueError(f"{MAX_STEPS_ENV}={raw!r} is not a step count: use an integer >= 0 (0 = no cap)")
-    return steps
+    return _count_setting(MAX_STEPS_ENV, DEFAULT_MAX_TRAINING_STEPS, "step count (0 = no cap)", environ)
 
 
 def evenly_spaced(count: int, total: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -32,14 +33,10 @@ def _fault(stack: Stack, spec: dict | None) -> None:
     urllib.request.urlopen(request).read()
 
 
-@pytest.fixture(scope="module")
-def kb(local_aws: Stack) -> dict:
-    """A second, private knowledge base + data source so these tests never disturb the DAG tests' one."""
-    agent = local_aws.client("bedrock-agent")
-    s3 = local_aws.client("s3")
-    s3.create_bucket(Bucket="localaws-tests")
+def _knowledge_base(agent: Any, name: str, bucket: str, prefix: str) -> tuple[str, str]:
+    """A knowledge base + S3 data source over ``s3://bucket/prefix`` -> (knowledge base id, data source id)."""
     kb_id = agent.create_knowledge_base(
-        name="localaws-tests",
+        name=name,
         roleArn="arn:aws:iam::123456789012:role/kb",
         knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
             "embeddingModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"}},
@@ -48,11 +45,20 @@ def kb(local_aws: Stack) -> dict:
             "fieldMapping": {"vectorField": "v", "textField": "t", "metadataField": "m"}}},
     )["knowledgeBase"]["knowledgeBaseId"]
     ds_id = agent.create_data_source(
-        knowledgeBaseId=kb_id,
-        name="docs",
+        knowledgeBaseId=kb_id, name="docs",
         dataSourceConfiguration={"type": "S3", "s3Configuration": {
-            "bucketArn": "arn:aws:s3:::localaws-tests", "inclusionPrefixes": ["docs/"]}},
+            "bucketArn": f"arn:aws:s3:::{bucket}", "inclusionPrefixes": [prefix]}},
     )["dataSource"]["dataSourceId"]
+    return kb_id, ds_id
+
+
+@pytest.fixture(scope="module")
+def kb(local_aws: Stack) -> dict:
+    """A second, private knowledge base + data source so these tests never disturb the DAG tests' one."""
+    agent = local_aws.client("bedrock-agent")
+    s3 = local_aws.client("s3")
+    s3.create_bucket(Bucket="localaws-tests")
+    kb_id, ds_id = _knowledge_base(agent, "localaws-tests", "localaws-tests", "docs/")
     s3.put_object(Bucket="localaws-tests", Key="docs/mixer.txt", Body=b"The Vortex Mixer spins at 3000 rpm.")
     s3.put_object(Bucket="localaws-tests", Key="docs/press.txt", Body=b"The Hydro Press applies 200 bar.")
     s3.put_object(Bucket="localaws-tests", Key="docs/press.txt.metadata.json",
@@ -217,20 +223,7 @@ def own_kb(local_aws: Stack) -> dict:
     if FAIL_BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=FAIL_BUCKET)
     prefix = f"{uuid.uuid4().hex[:8]}/"
-    kb_id = agent.create_knowledge_base(
-        name=f"faildocs-{prefix[:-1]}",
-        roleArn="arn:aws:iam::123456789012:role/kb",
-        knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
-            "embeddingModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"}},
-        storageConfiguration={"type": "OPENSEARCH_SERVERLESS", "opensearchServerlessConfiguration": {
-            "collectionArn": "arn:aws:aoss:us-east-1:123456789012:collection/x", "vectorIndexName": "i",
-            "fieldMapping": {"vectorField": "v", "textField": "t", "metadataField": "m"}}},
-    )["knowledgeBase"]["knowledgeBaseId"]
-    ds_id = agent.create_data_source(
-        knowledgeBaseId=kb_id, name="docs",
-        dataSourceConfiguration={"type": "S3", "s3Configuration": {
-            "bucketArn": f"arn:aws:s3:::{FAIL_BUCKET}", "inclusionPrefixes": [prefix]}},
-    )["dataSource"]["dataSourceId"]
+    kb_id, ds_id = _knowledge_base(agent, f"faildocs-{prefix[:-1]}", FAIL_BUCKET, prefix)
     documents = {"mixer.txt": "The Vortex Mixer spins at 3000 rpm.",
                  "press.txt": "The Hydro Press applies 200 bar of hydraulic pressure.",
                  "welder.txt": "The Arc Welder draws 40 amps."}
