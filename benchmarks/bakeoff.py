@@ -55,7 +55,8 @@ questions with the same prompt, greedy, 64 new tokens, BERTScore F1 with SmolLM2
 PROJECTED_QUESTIONS = 450
 #: weekly_evaluation's tasks grouped into the stages the issue names
 STAGES = {"plan": ("plan_batches",), "generation": ("generate_answers",), "scoring": ("score_answers",),
-          "judge": ("judge_answers",), "publish": ("publish_results", "check_complete")}
+          "judge": ("judge_answers",),
+          "publish": ("summarize_results", "load_warehouse", "publish_results", "check_complete")}
 
 
 # --- running the demo -------------------------------------------------------------------------------------------

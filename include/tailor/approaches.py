@@ -24,9 +24,10 @@ from typing import Any
 from tailor.generation import invoke_jumpstart, is_truncated
 from tailor.prompts import DOMAIN_ADAPTATION, SYSTEM, endpoint_prompt, endpoint_stop_sequences, grounded_question
 from tailor.qa import QAItem
+from tailor.records import Approach
 
 log = logging.getLogger(__name__)
-APPROACHES = ("rag", "finetune", "hybrid")
+APPROACHES = tuple(Approach.values())
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def _context(chunks: list[dict[str, Any]]) -> str:
 
 def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) -> dict[str, Any]:
     """One sample's record: the answer with latency and tokens, the retrieved context, or the error."""
+    approach = Approach.parse(approach)
     record: dict[str, Any] = {
         "sample_id": item.sample_id, "approach": approach, "product_name": item.product_name,
         "question": item.question, "reference": item.answer, "answer": None, "error": None,
@@ -94,12 +96,12 @@ def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) 
     }
     try:
         context = None
-        if approach in ("rag", "hybrid"):
+        if approach.retrieves:
             chunks, record["retrieval_ms"] = retrieve(ports.retriever, settings.knowledge_base_id, item.question,
                                                       settings.top_k)
             record["retrieved"] = chunks
             context = _context(chunks)
-        if approach == "rag":
+        if not approach.uses_endpoint:
             result = converse(ports.generator, settings.generator_model_id,
                               grounded_question(item.question, context or ""),
                               max_tokens=settings.max_tokens, temperature=settings.temperature)
@@ -122,9 +124,7 @@ def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) 
 
 def answer_batch(approach: str, items: list[QAItem], ports: Ports, settings: AnswerSettings) -> list[dict[str, Any]]:
     """Answer a batch with bounded concurrency (the serving side batches concurrent requests)."""
-    if approach not in APPROACHES:
-        raise ValueError(f"unknown approach {approach!r} (use {', '.join(APPROACHES)})")
-    if approach != "rag":
+    if Approach.parse(approach).uses_endpoint:
         endpoint_stop_sequences(settings.finetune_method)  # an unknown method fails the batch, not each sample
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
         return list(pool.map(lambda item: answer(approach, item, ports, settings), items))

@@ -27,18 +27,19 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tailor.cost import APPROACHES, Prices, Usage, measured_run_cost, monthly_costs
 from tailor.metrics.stats import Summary, mean_ci, percentile
+from tailor.records import Approach
 from tailor.warehouse import RUN_COLUMNS
 
-RETRIEVAL_APPROACHES = ("rag", "hybrid")
-ENDPOINT_APPROACHES = ("finetune", "hybrid")
+RETRIEVAL_APPROACHES = tuple(a.value for a in Approach if a.retrieves)
+ENDPOINT_APPROACHES = tuple(a.value for a in Approach if a.uses_endpoint)
 SCORE_METRICS = ("bertscore_f1", "key_fact_match", "retrieval_hit", "judge_score")
-DISPLAY_NAMES = {"rag": "RAG", "finetune": "Fine-tuning", "hybrid": "Hybrid"}
+DISPLAY_NAMES = {a.value: a.display_name for a in Approach}
 VERSION_KEYS = ("dataset_version", "prompt_version", "generator_model", "judge_models")
 
 SEED_COLUMNS = ("method", "avg_bert_score", "avg_llm_evaluator_score", "avg_inference_time")
@@ -229,7 +230,7 @@ def summarize(
         if approach in RETRIEVAL_APPROACHES:
             hit_rate = mean_ci(metric_value(r, "retrieval_hit") for r in group).mean
         bert = mean_ci(metric_value(r, "bertscore_f1") for r in group)
-        if approach == "rag":
+        if not Approach(approach).uses_endpoint:  # a Bedrock generator, billed per token
             tokens_in = int(_sum(r.get("input_tokens") for r in group)) if generator_tokens_priced else 0
             tokens_out = int(_sum(r.get("output_tokens") for r in group)) if generator_tokens_priced else 0
         else:
@@ -290,6 +291,35 @@ def score_rows(records: Iterable[Mapping[str, Any]], *, run_id: str | None = Non
                        "rationale": None, "error": error}  # fmt: skip
                 rows.append({"run_id": run_id, **row} if run_id is not None else row)
     return rows
+
+
+def judge_rows(records: Iterable[Mapping[str, Any]], *, run_id: str) -> list[dict[str, Any]]:
+    """``eval_score`` rows of the judges: one per record x judge x criterion, with the rationale and the error."""
+    return [{"run_id": run_id, "approach": record["approach"], "sample_id": str(record["sample_id"]),
+             "metric": "judge", "criterion": criterion, "judge_model": judgement["judge_model"], "score": score,
+             "rationale": judgement["rationale"], "error": judgement["error"]}
+            for record in records for judgement in record.get("judgements") or []
+            for criterion, score in judgement["scores"].items()]
+
+
+def warehouse_writes(summaries: Sequence[ApproachSummary], records: Sequence[Mapping[str, Any]], *, run_id: str,
+                     started_at: datetime | str, versions: Mapping[str, Any],
+                     ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Per approach, the ``eval_run`` row and its ``eval_score`` rows (every metric, every judge x criterion):
+    each pair is one :meth:`tailor.warehouse.Warehouse.write_run` (one transaction, re-runnable)."""
+    rows = score_rows(records, run_id=run_id) + judge_rows(records, run_id=run_id)
+    return [(summary.to_warehouse_row(run_id, started_at, versions),
+             [row for row in rows if row["approach"] == summary.approach]) for summary in summaries]
+
+
+def summaries_to_json(summaries: Sequence[ApproachSummary]) -> list[dict[str, Any]]:
+    """The summaries as JSON-ready dicts; :func:`summaries_from_json` reads them back equal."""
+    return [asdict(summary) for summary in summaries]
+
+
+def summaries_from_json(data: Iterable[Mapping[str, Any]]) -> list[ApproachSummary]:
+    metrics = ("bertscore_f1", "judge_score", "key_fact_match")
+    return [ApproachSummary(**{**item, **{name: Summary(**item[name]) for name in metrics}}) for item in data]
 
 
 # --- CSV and console table -------------------------------------------------------------------------------------

@@ -84,3 +84,17 @@ def check_models(cfg: Any, models: list[Any], client: Any = None) -> list[str]:
     for warning in warnings:
         logging.getLogger(__name__).warning("%s", warning)
     return warnings
+
+
+def warehouse(conn_id: str, schema: str | None = None) -> Any:
+    """The results warehouse (:class:`tailor.warehouse.Warehouse`) behind an Airflow SQL connection."""
+    from airflow.sdk import BaseHook
+
+    from tailor.warehouse import Warehouse
+
+    connection = BaseHook.get_connection(conn_id)
+    dialect = {"sqlite": "sqlite", "postgres": "postgres", "redshift": "redshift"}.get(connection.conn_type)
+    if dialect is None:
+        raise ValueError(f"warehouse connection {conn_id!r} has type {connection.conn_type!r}; "
+                         "use a sqlite, postgres or redshift connection")
+    return Warehouse(connection.get_hook(), dialect, schema=schema)

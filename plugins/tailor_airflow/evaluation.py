@@ -1,9 +1,12 @@
-"""Tasks of ``weekly_evaluation``: plan batches -> answers (mapped, persisted first) -> scores -> publish."""
+"""Tasks of ``weekly_evaluation``, each retry-safe: plan batches -> answers (mapped, persisted first) -> scores ->
+(the judge operator) -> summaries (computed once) -> warehouse | CSV + report -> check.
+
+Every task reads its inputs from, and writes its outputs to, the run's S3 prefix (:class:`tailor.records.RunLayout`),
+and only the generation and judge tasks call a model: a retry of any later task pays for nothing."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
@@ -11,13 +14,25 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
-from tailor.objects import read_jsonl, to_jsonl
+from tailor.records import Approach, RunLayout, SampleRecord, dump_records, load_records
 from tailor_airflow.clients import champion_method, settings_and_s3
 
 
 def run_prefix(output_prefix: str, run_id: str) -> str:
     """Where one run's outputs live: never shared with (or overwritten by) another run."""
-    return f"{output_prefix}{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}/"
+    return RunLayout.for_run("", output_prefix, run_id).prefix
+
+
+def _layout(cfg: Any, prefix: str) -> RunLayout:
+    return RunLayout(cfg.aws.bucket, prefix)
+
+
+def _read_json(s3: Any, layout: RunLayout, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read())
+
+
+def _records(s3: Any, layout: RunLayout, key: str) -> list[SampleRecord]:
+    return load_records(s3.get_object(Bucket=layout.bucket, Key=key)["Body"].read())
 
 
 def _synced_catalog(cfg: Any, s3: Any) -> Any:
@@ -50,7 +65,7 @@ def check_model_access(cfg: Any, judge_models: list[str], approaches: list[str],
 
     models = [ConfiguredModel(m, "judge", "the judge_models Param (default: TAILOR__EVALUATION__JUDGE_MODELS)")
               for m in judge_models]
-    if "rag" in approaches:
+    if any(not Approach.parse(a).uses_endpoint for a in approaches):
         models.insert(0, ConfiguredModel(cfg.evaluation.generator_model_id, "generator",
                                          "TAILOR__EVALUATION__GENERATOR_MODEL_ID (evaluation.generator_model_id)"))
     return check_models(cfg, models, client)
@@ -81,7 +96,7 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
     except QADatasetError as error:
         raise AirflowFailException(f"QA dataset rejected, no model was called:\n{error}") from None
     items = list(dataset.items[: params.get("sample_limit") or None])
-    prefix = run_prefix(cfg.evaluation.output_prefix, context["run_id"])
+    layout = RunLayout.for_run(cfg.aws.bucket, cfg.evaluation.output_prefix, context["run_id"])
     snapshot = {"source": dataset.source, "version": dataset.version, "items": [asdict(i) for i in items],
                 "model_warnings": model_warnings}
     max_tasks = conf.getint("core", "max_map_length", fallback=1024)
@@ -89,8 +104,8 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
         plan = batch_plan(len(items), params["approaches"], cfg.evaluation.batch_size, max_tasks)
     except ValueError as error:
         raise AirflowFailException(str(error)) from None
-    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json", Body=json.dumps(snapshot).encode())
-    batches = [{"approach": b.approach, "index": b.index, "prefix": prefix,
+    s3.put_object(Bucket=layout.bucket, Key=layout.dataset, Body=json.dumps(snapshot).encode())
+    batches = [{"approach": b.approach, "index": b.index, "prefix": layout.prefix,
                 "sample_ids": [i.sample_id for i in items[b.start : b.stop]]} for b in plan]
     size = plan[0].stop - plan[0].start if plan else cfg.evaluation.batch_size
     print(f"{len(items)} samples of dataset {dataset.version} x {params['approaches']} -> {len(batches)} batches "
@@ -132,96 +147,132 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
 
     from airflow.sdk import get_current_context
 
-    approach = batch["approach"]
+    approach = Approach.parse(batch["approach"])
     get_current_context()["batch_label"] = f"{approach} #{batch['index']}"  # names the mapped task in the UI
     cfg, s3 = settings_and_s3()
-    snapshot = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{batch['prefix']}dataset.json")["Body"].read())
+    layout = _layout(cfg, batch["prefix"])
     wanted = set(batch["sample_ids"])
-    items = [QAItem(**i) for i in snapshot["items"] if i["sample_id"] in wanted]
+    items = [QAItem(**i) for i in _read_json(s3, layout, layout.dataset)["items"] if i["sample_id"] in wanted]
     settings = AnswerSettings(
         knowledge_base_id=cfg.require("knowledge_base", "knowledge_base_id"), top_k=cfg.knowledge_base.top_k,
         generator_model_id=cfg.evaluation.generator_model_id, endpoint_name=cfg.finetune.champion_endpoint,
         max_tokens=cfg.evaluation.max_tokens, temperature=cfg.evaluation.temperature,
         concurrency=cfg.evaluation.concurrency,
-        finetune_method=champion_method(cfg, s3) if approach != "rag" else cfg.finetune.method,
+        finetune_method=champion_method(cfg, s3) if approach.uses_endpoint else cfg.finetune.method,
     )
-    missing = _endpoint_missing(cfg.aws.conn_id, settings.endpoint_name) if approach != "rag" else None
+    missing = _endpoint_missing(cfg.aws.conn_id, settings.endpoint_name) if approach.uses_endpoint else None
     if missing:  # the approach fails with a clear message; other approaches' batches go on
-        records = [{"sample_id": i.sample_id, "approach": approach, "product_name": i.product_name,
-                    "question": i.question, "reference": i.answer, "answer": None, "error": missing,
-                    "latency_ms": None, "retrieval_ms": None, "input_tokens": None, "output_tokens": None,
-                    "retrieved": [], "stop_reason": None, "truncated": None} for i in items]
+        records = [SampleRecord(i.sample_id, approach, i.product_name, i.question, i.answer, error=missing)
+                   for i in items]
     else:
-        records = answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)
-    key = f"{batch['prefix']}answers/{approach}/batch-{batch['index']:04d}.jsonl"
-    s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=to_jsonl(records))
-    errors = sum(r["error"] is not None for r in records)
-    print(f"{approach} batch {batch['index']}: {len(records)} answers ({errors} errors) -> s3://{cfg.aws.bucket}/{key}")
-    return {"key": key, "approach": approach, "n": len(records), "errors": errors}
+        records = [SampleRecord.from_json(r) for r in answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)]
+    key = layout.answers(approach, batch["index"])
+    s3.put_object(Bucket=layout.bucket, Key=key, Body=dump_records(records))
+    errors = sum(r.error is not None for r in records)
+    print(f"{approach} batch {batch['index']}: {len(records)} answers ({errors} errors) -> {layout.uri(key)}")
+    return {"key": key, "approach": approach.value, "n": len(records), "errors": errors}
 
 
 @task(multiple_outputs=True)
-def score_answers(generated: list[dict[str, Any]]) -> dict[str, Any]:
+def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
     """BERTScore (one model load for the run), key-fact match and retrieval hit for every answer."""
     from tailor.metrics.bertscore import BertScorer
     from tailor.metrics.facts import key_fact_match
     from tailor.metrics.retrieval import retrieval_hit
+    from tailor.prompts import PROMPT_VERSION
 
     cfg, s3 = settings_and_s3()
-    records = [r for g in generated for r in read_jsonl(s3, cfg.aws.bucket, g["key"])]
-    answered = [r for r in records if r["error"] is None]
+    layout = RunLayout.for_run(cfg.aws.bucket, cfg.evaluation.output_prefix, context["run_id"])
+    records = [r for g in generated for r in _records(s3, layout, g["key"])]
+    answered = [r for r in records if r.error is None]
     scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
-    report = scorer.score_report([r["answer"] or "" for r in answered], [r["reference"] for r in answered])
+    report = scorer.score_report([r.answer or "" for r in answered], [r.reference for r in answered])
     for record, (_, _, f1), windowed in zip(answered, report.scores, report.windowed, strict=True):
-        record["bertscore_f1"] = min(1.0, max(0.0, float(f1)))
-        record["bertscore_windowed"] = windowed
-        record["key_fact_match"] = key_fact_match(record["answer"] or "", record["reference"])
+        record.bertscore_f1 = min(1.0, max(0.0, float(f1)))
+        record.bertscore_windowed = windowed
+        record.key_fact_match = key_fact_match(record.answer or "", record.reference)
     print(f"BERTScore over windows (a text longer than the model's window, never truncated): {report.n_windowed} "
           f"of {len(answered)} pairs ({report.windowed_candidates} answers, {report.windowed_references} references)")
     for record in records:
-        record.setdefault("bertscore_f1", None)
-        record.setdefault("key_fact_match", None)
-        record["retrieval_hit"] = (retrieval_hit(record["product_name"], record["retrieved"])
-                                   if record["approach"] != "finetune" and record["error"] is None else None)
-    prefix = generated[0]["key"].split("answers/")[0]
-    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}scored.jsonl", Body=to_jsonl(records))
-    print(f"scored {len(answered)} of {len(records)} answers -> s3://{cfg.aws.bucket}/{prefix}scored.jsonl")
-    from tailor.prompts import PROMPT_VERSION
-
-    dataset = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json")["Body"].read())
-    return {"scored_uri": f"s3://{cfg.aws.bucket}/{prefix}scored.jsonl",
-            "judged_uri": f"s3://{cfg.aws.bucket}/{prefix}judged.jsonl",
+        record.retrieval_hit = (retrieval_hit(record.product_name, [asdict(c) for c in record.retrieved])
+                                if record.approach.retrieves and record.error is None else None)
+    s3.put_object(Bucket=layout.bucket, Key=layout.scored, Body=dump_records(records))
+    print(f"scored {len(answered)} of {len(records)} answers -> {layout.uri(layout.scored)}")
+    dataset = _read_json(s3, layout, layout.dataset)
+    return {"prefix": layout.prefix, "scored_uri": layout.uri(layout.scored), "judged_uri": layout.uri(layout.judged),
+            "judgements_uri": layout.uri(layout.judgements),
             "versions": {"dataset_version": dataset["version"], "prompt_version": PROMPT_VERSION,
                          "generator_model": cfg.evaluation.generator_model_id}}
 
 
 @task
-def publish_results(judged_uri: str, judged: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-    """summary_results.csv + report.html under the run (the judge operator has written the warehouse)."""
+def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Per-approach summaries, computed once for the warehouse and the report: ``summary.json`` under the run."""
     from tailor.cost import load_prices
-    from tailor.report import render_report
-    from tailor.summary import format_table, summarize, write_summary_csv
+    from tailor.summary import summaries_to_json, summarize
 
     cfg, s3 = settings_and_s3()
-    judged_key = judged_uri.removeprefix(f"s3://{cfg.aws.bucket}/")
-    records = read_jsonl(s3, cfg.aws.bucket, judged_key)
-    prefix = judged_key.removesuffix("judged.jsonl")
-    dataset = json.loads(s3.get_object(Bucket=cfg.aws.bucket, Key=f"{prefix}dataset.json")["Body"].read())
+    layout = _layout(cfg, scored["prefix"])
+    records = _records(s3, layout, layout.judged)
+    dataset = _read_json(s3, layout, layout.dataset)
     prices, usage = load_prices()
-    summaries = summarize(records, prices=prices, usage=usage,
+    summaries = summarize([r.to_json() for r in records], prices=prices, usage=usage,
                           endpoint_instance_type=cfg.finetune.endpoint_instance_type)
-    notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []
-    notes += dataset.get("model_warnings") or []
     panel = judge_panel_problem(judged)
-    notes += [panel] if panel else []
-    html = render_report(summaries, run_id=context["run_id"], dataset_version=dataset["version"],
-                         generated_at=datetime.now(timezone.utc), notes=notes)
-    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}summary_results.csv",
-                  Body=write_summary_csv(summaries).encode(), ContentType="text/csv")
-    s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}report.html", Body=html.encode(), ContentType="text/html")
-    print(format_table(summaries))
-    return {"prefix": prefix, "statuses": {s.approach: s.status for s in summaries},
+    notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []
+    notes += (dataset.get("model_warnings") or []) + ([panel] if panel else [])
+    document = {"run_id": context["run_id"], "dataset_version": dataset["version"], "notes": notes,
+                "versions": {**scored["versions"], "judge_models": ",".join(judged["judges"])},
+                "summaries": summaries_to_json(summaries)}
+    s3.put_object(Bucket=layout.bucket, Key=layout.summary, Body=json.dumps(document).encode(),
+                  ContentType="application/json")
+    print(f"{len(summaries)} approach summaries -> {layout.uri(layout.summary)}")
+    return {"prefix": layout.prefix, "statuses": {s.approach: s.status for s in summaries},
             "errors": {s.approach: s.first_error for s in summaries if s.first_error}, "judge_panel": panel}
+
+
+@task
+def load_warehouse(summarized: dict[str, Any], warehouse_conn_id: str, **context: Any) -> dict[str, int]:
+    """``eval_run`` + ``eval_score`` rows of the run, one transaction per approach (a retry replaces them)."""
+    from tailor.summary import summaries_from_json, warehouse_writes
+    from tailor_airflow.clients import warehouse
+
+    cfg, s3 = settings_and_s3()
+    layout = _layout(cfg, summarized["prefix"])
+    document = _read_json(s3, layout, layout.summary)
+    records = [r.to_json() for r in _records(s3, layout, layout.judged)]
+    # run_after, not start_date: clearing an old run resets its start_date, and it must not become "latest".
+    dag_run = context["dag_run"]
+    started = getattr(dag_run, "run_after", None) or dag_run.start_date or datetime.now(timezone.utc)
+    target = warehouse(warehouse_conn_id)
+    target.ensure_schema()
+    written = {}
+    for run_row, rows in warehouse_writes(summaries_from_json(document["summaries"]), records,
+                                          run_id=document["run_id"], started_at=started,
+                                          versions=document["versions"]):
+        written[run_row["approach"]] = target.write_run(run_row, rows)
+        print(f"warehouse: {document['run_id']}/{run_row['approach']} written ({written[run_row['approach']]} "
+              "score rows)")
+    return written
+
+
+@task
+def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """summary_results.csv + report.html under the run, from the summaries computed once."""
+    from tailor.report import render_report
+    from tailor.summary import format_table, summaries_from_json, write_summary_csv
+
+    cfg, s3 = settings_and_s3()
+    layout = _layout(cfg, summarized["prefix"])
+    document = _read_json(s3, layout, layout.summary)
+    summaries = summaries_from_json(document["summaries"])
+    html = render_report(summaries, run_id=document["run_id"], dataset_version=document["dataset_version"],
+                         generated_at=datetime.now(timezone.utc), notes=document["notes"])
+    s3.put_object(Bucket=layout.bucket, Key=layout.summary_csv, Body=write_summary_csv(summaries).encode(),
+                  ContentType="text/csv")
+    s3.put_object(Bucket=layout.bucket, Key=layout.report, Body=html.encode(), ContentType="text/html")
+    print(format_table(summaries))
+    return {"csv": layout.uri(layout.summary_csv), "report": layout.uri(layout.report)}
 
 
 def judge_panel_problem(judged: dict[str, Any] | None) -> str | None:
@@ -235,12 +286,12 @@ def judge_panel_problem(judged: dict[str, Any] | None) -> str | None:
 
 
 @task
-def check_complete(published: dict[str, Any]) -> None:
-    """Results are kept either way; fail the run if an approach produced no answer at all."""
-    failed = {a: published["errors"].get(a) for a, s in published["statuses"].items() if s == "failed"}
+def check_complete(summarized: dict[str, Any]) -> None:
+    """Results are kept either way; fail the run if an approach produced no answer at all or the panel shrank."""
+    failed = {a: summarized["errors"].get(a) for a, s in summarized["statuses"].items() if s == "failed"}
     problems = [f"{a} failed ({e})" for a, e in failed.items()]
-    problems += [published["judge_panel"]] if published.get("judge_panel") else []
+    problems += [summarized["judge_panel"]] if summarized.get("judge_panel") else []
     if problems:
         raise AirflowFailException(
             "partial run: " + "; ".join(problems)
-            + f". The results are kept in s3 under {published['prefix']} and in the warehouse.")
+            + f". The results are kept in s3 under {summarized['prefix']} and in the warehouse.")

@@ -1,8 +1,9 @@
-"""Provider-style tests of LLMJudgeOperator.
+"""Provider-style tests of LLMJudgeOperator and of the weekly tasks after it (summaries, warehouse).
 
 Bedrock Converse is a MagicMock (``BedrockRuntimeHook.conn`` patched) replying from a script, S3 is moto
-(``S3Hook.get_conn`` patched to a real boto3 client) and the warehouse is a real SQLite file reached through an
-Airflow connection given as ``AIRFLOW_CONN_TAILOR_WAREHOUSE_TEST``.
+(``S3Hook.get_conn`` and the tasks' ``settings_and_s3`` patched to a real boto3 client) and the warehouse is a real
+SQLite file reached through an Airflow connection given as ``AIRFLOW_CONN_TAILOR_WAREHOUSE_TEST``. Every model call
+is counted: a retry of the judge, of the summaries or of the warehouse load never pays for a judgement twice.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.exceptions import ClientError
 
+from tailor.records import RunLayout
 from tailor.warehouse import Warehouse
+from tailor_airflow import evaluation
 from tailor_airflow.llm_judge import LLMJudgeOperator
 
 BUCKET = "tailor-bakeoff-test"
-ANSWERS_URI = f"s3://{BUCKET}/eval/2026-11-20/scored.jsonl"
-OUTPUT_URI = f"s3://{BUCKET}/eval/2026-11-20/judged.jsonl"
+LAYOUT = RunLayout(BUCKET, "eval/2026-11-20/")
+ANSWERS_URI = LAYOUT.uri(LAYOUT.scored)
+OUTPUT_URI = LAYOUT.uri(LAYOUT.judged)
 RUN_ID = "scheduled__2026-11-20T10:00:00+00:00"
 CONN_ID = "tailor_warehouse_test"
 JUDGE_A = "amazon.nova-pro-v1:0"
@@ -76,7 +80,8 @@ def record(approach: str, sample_id: str, answer: str | None) -> dict[str, Any]:
          "uri": f"s3://{BUCKET}/kb-data/accessory.txt"},
     ]  # fmt: skip
     return {
-        "sample_id": sample_id, "approach": approach, "question": question, "reference": reference,
+        "sample_id": sample_id, "approach": approach, "product_name": f"product-{sample_id}", "question": question,
+        "reference": reference,
         "answer": answer, "error": GENERATION_ERROR if failed else None, "retrieved": retrieved,
         "latency_ms": None if failed else 850.0, "retrieval_ms": None if approach == "finetune" else 120.0,
         "input_tokens": 0 if failed else 420, "output_tokens": 0 if failed else 35,
@@ -143,18 +148,30 @@ def mock_conn() -> Iterator[mock.MagicMock]:
         yield _conn
 
 
+def put_run(client: Any, layout: RunLayout, records: list[dict[str, Any]]) -> None:
+    """A scored run as score_answers leaves it: the dataset snapshot and scored.jsonl."""
+    client.put_object(Bucket=BUCKET, Key=layout.dataset, Body=json.dumps({"version": "qa-abc123", "items": []}))
+    body = "".join(json.dumps(r) + "\n" for r in records)
+    client.put_object(Bucket=BUCKET, Key=layout.scored, Body=body.encode("utf-8"))
+
+
 @pytest.fixture
 def s3() -> Iterator[Any]:
+    import os
+
     import boto3
     from moto import mock_aws
+
+    from tailor.config import load_settings
 
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
                               aws_secret_access_key="testing")  # fmt: skip
         client.create_bucket(Bucket=BUCKET)
-        body = "".join(json.dumps(r) + "\n" for r in RECORDS)
-        client.put_object(Bucket=BUCKET, Key=ANSWERS_URI.split("/", 3)[3], Body=body.encode("utf-8"))
-        with mock.patch.object(S3Hook, "get_conn", return_value=client):
+        put_run(client, LAYOUT, RECORDS)
+        cfg = load_settings(env={**os.environ, "TAILOR__AWS__BUCKET": BUCKET})
+        with mock.patch.object(S3Hook, "get_conn", return_value=client), \
+                mock.patch.object(evaluation, "settings_and_s3", return_value=(cfg, client)):  # fmt: skip
             yield client
 
 
@@ -170,14 +187,31 @@ def context() -> dict[str, Any]:
     return {"dag_run": SimpleNamespace(run_id=RUN_ID, run_after=STARTED, start_date=STARTED), "run_id": RUN_ID}
 
 
-def make_operator(**kwargs: Any) -> LLMJudgeOperator:
+def make_operator(layout: RunLayout = LAYOUT, **kwargs: Any) -> LLMJudgeOperator:
     params: dict[str, Any] = {
-        "task_id": "judge_answers", "answers_uri": ANSWERS_URI, "output_uri": OUTPUT_URI,
-        "judge_model_ids": list(JUDGES), "run_id": RUN_ID, "concurrency": 4, "warehouse_conn_id": CONN_ID,
-        "versions": VERSIONS, "aws_conn_id": "aws_default",
+        "task_id": "judge_answers", "answers_uri": layout.uri(layout.scored), "output_uri": layout.uri(layout.judged),
+        "checkpoint_uri": layout.uri(layout.judgements), "judge_model_ids": list(JUDGES), "concurrency": 4,
+        "aws_conn_id": "aws_default",
     }  # fmt: skip
     params.update(kwargs)
     return LLMJudgeOperator(**params)
+
+
+def summarize(judged: dict[str, Any], context: dict[str, Any], layout: RunLayout = LAYOUT) -> dict[str, Any]:
+    """The ``summarize_results`` task after the judge, as the DAG runs it."""
+    return evaluation.summarize_results.function({"prefix": layout.prefix, "versions": VERSIONS}, judged, **context)
+
+
+def load(summarized: dict[str, Any], context: dict[str, Any], conn_id: str = CONN_ID) -> dict[str, int]:
+    """The ``load_warehouse`` task, as the DAG runs it."""
+    return evaluation.load_warehouse.function(summarized, conn_id, **context)
+
+
+def stages(context: dict[str, Any], layout: RunLayout = LAYOUT, **kwargs: Any) -> dict[str, Any]:
+    """What the DAG runs after scoring: judge_answers -> summarize_results -> load_warehouse; the judge's XCom."""
+    judged = make_operator(layout, **kwargs).execute(context)
+    load(summarize(judged, context, layout), context)
+    return judged
 
 
 def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
@@ -231,30 +265,29 @@ def assert_no_sentinels(db: Path) -> None:
 
 def test_template_fields() -> None:
     op = make_operator()
-    assert tuple(op.template_fields) == ("answers_uri", "output_uri", "judge_model_ids", "run_id", "versions")
+    assert tuple(op.template_fields) == ("answers_uri", "output_uri", "judge_model_ids", "checkpoint_uri")
     for field in op.template_fields:
         assert hasattr(op, field), f"template field {field!r} is not an attribute"
 
 
 def test_init() -> None:
-    op = make_operator(criteria=["correctness", "faithfulness"], warehouse_schema=None, versions=None)
-    assert (op.answers_uri, op.output_uri, op.judge_model_ids, op.run_id) == (ANSWERS_URI, OUTPUT_URI,
-                                                                             list(JUDGES), RUN_ID)
+    op = make_operator(criteria=["correctness", "faithfulness"])
+    assert (op.answers_uri, op.output_uri, op.judge_model_ids) == (ANSWERS_URI, OUTPUT_URI, list(JUDGES))
+    assert op.checkpoint_uri == f"s3://{BUCKET}/eval/2026-11-20/judgements/"
     assert op.criteria == ("correctness", "faithfulness")
-    assert op.versions == {}
-    assert (op.concurrency, op.warehouse_conn_id, op.aws_conn_id) == (4, CONN_ID, "aws_default")
+    assert (op.concurrency, op.aws_conn_id) == (4, "aws_default")
     defaults = LLMJudgeOperator(task_id="j", answers_uri=ANSWERS_URI, output_uri=OUTPUT_URI, judge_model_ids=JUDGE_A)
-    assert defaults.run_id == "{{ run_id }}" and defaults.criteria is None and defaults.warehouse_conn_id is None
+    assert defaults.checkpoint_uri is None and defaults.criteria is None
 
 
 def test_template_fields_render() -> None:
-    op = make_operator(answers_uri="s3://{{ params.bucket }}/eval/{{ ds }}/scored.jsonl", run_id="{{ run_id }}",
-                       judge_model_ids="{{ params.judges }}", versions={"dataset_version": "qa-{{ ds_nodash }}"},
+    op = make_operator(answers_uri="s3://{{ params.bucket }}/eval/{{ ds }}/scored.jsonl",
+                       checkpoint_uri="s3://{{ params.bucket }}/eval/{{ ds }}/judgements/",
+                       judge_model_ids="{{ params.judges }}",
                        params={"bucket": BUCKET, "judges": f"{JUDGE_A}, {JUDGE_B}"})  # fmt: skip
     op.render_template_fields({"params": op.params, "ds": "2026-11-20", "ds_nodash": "20261120", "run_id": RUN_ID})
     assert op.answers_uri == ANSWERS_URI
-    assert op.run_id == RUN_ID
-    assert op.versions == {"dataset_version": "qa-20261120"}
+    assert op.checkpoint_uri == LAYOUT.uri(LAYOUT.judgements)
     assert op._judges() == list(JUDGES)
 
 
@@ -298,7 +331,7 @@ def test_execute_writes_judged_jsonl(mock_conn, s3, warehouse_db, context) -> No
 
 
 def test_execute_writes_warehouse_rows(mock_conn, s3, warehouse_db, context) -> None:
-    make_operator().execute(context)
+    stages(context)
 
     runs = query(warehouse_db, "SELECT approach, run_id, n_samples, n_errors, judge_score_mean, judge_models, "
                                "dataset_version, prompt_version, generator_model, status, dag_run_started_at "
@@ -366,21 +399,24 @@ def test_converse_requests_are_blinded_and_force_the_scoring_tool(mock_conn, s3,
 
 
 def test_judge_model_ids_as_a_comma_separated_string(mock_conn, s3, warehouse_db, context) -> None:
-    result = make_operator(judge_model_ids=f" {JUDGE_A} , {JUDGE_B}").execute(context)
+    result = stages(context, judge_model_ids=f" {JUDGE_A} , {JUDGE_B}")
     assert (result["partial"], result["judges_answered"]) == (False, [JUDGE_A, JUDGE_B])
     assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED}
     assert result["judge_calls"] == len(RECORDS) * 2
     assert query(warehouse_db, "SELECT DISTINCT judge_models FROM eval_run") == [(f"{JUDGE_A},{JUDGE_B}",)]
 
 
-def test_without_warehouse_only_the_jsonl_is_written(mock_conn, s3, warehouse_db, context) -> None:
-    result = make_operator(warehouse_conn_id=None, judge_model_ids=[JUDGE_A]).execute(context)
+def test_the_judge_writes_only_the_jsonl_and_its_checkpoint(mock_conn, s3, warehouse_db, context) -> None:
+    result = make_operator(judge_model_ids=[JUDGE_A]).execute(context)
     judged = read_output(s3)
     assert {k: r["judge_score"] for k, r in judged.items()} == JUDGE_A_ONLY
     assert result["agreement"] is None  # one judge: nothing to agree with
     assert (result["partial"], result["judges_required"]) == (False, 1)  # one judge asked on purpose
     assert result["judge_calls"] == len(RECORDS)
     assert not warehouse_db.exists()
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert {k for k in keys if not k.startswith(LAYOUT.judgements)} == {LAYOUT.dataset, LAYOUT.scored, LAYOUT.judged}
+    assert len(keys) > 3  # the checkpoint's part(s)
 
 
 # --- faults: throttling, prose, out-of-range -------------------------------------------------------------------
@@ -410,7 +446,7 @@ def test_a_failing_judge_is_stored_as_null_with_its_error(
 ) -> None:
     mock_conn.converse.side_effect = scripted_converse({JUDGE_B: fault})
 
-    result = make_operator().execute(context)  # the run completes
+    result = stages(context)  # the run completes
 
     assert calls_by_model(mock_conn) == {JUDGE_A: ANSWERED, JUDGE_B: ANSWERED * calls_per_answer}
     assert result["judge_calls"] == len(RECORDS) * len(JUDGES)
@@ -449,7 +485,7 @@ def test_one_out_of_range_criterion_is_null_and_left_out_of_the_means(mock_conn,
     partial = {"correctness": 1.0, "completeness": 7, "faithfulness": 0.5, "no_hallucination": 0.5}
     mock_conn.converse.side_effect = scripted_converse({JUDGE_B: lambda a: tool_reply(partial, "one bad")})
 
-    make_operator().execute(context)
+    stages(context)
 
     judged = read_output(s3)
     row = judged[("rag", "q-001")]  # judge A: 1.0; judge B: mean(1.0, 0.5, 0.5) = 2/3
@@ -468,17 +504,85 @@ def test_one_out_of_range_criterion_is_null_and_left_out_of_the_means(mock_conn,
 # --- idempotency and failures mid-write ------------------------------------------------------------------------
 
 
-def test_executing_three_times_leaves_exactly_one_set_of_rows(mock_conn, s3, warehouse_db, context) -> None:
-    op = make_operator()
-    op.execute(context)
+def test_running_the_stages_three_times_leaves_one_set_of_rows_and_pays_once(mock_conn, s3, warehouse_db,
+                                                                               context) -> None:
+    stages(context)
     first = snapshot(warehouse_db)
+    judged = read_output(s3)
     assert len(first[0]) == 2 and len(first[1]) == sum(SCORE_ROWS.values())
     for _ in range(2):
-        op.execute(context)
+        stages(context)
         assert snapshot(warehouse_db) == first
+        assert read_output(s3) == judged
     assert query(warehouse_db, "SELECT COUNT(*) FROM eval_run") == [(2,)]
     assert query(warehouse_db, "SELECT COUNT(*) FROM eval_score") == [(sum(SCORE_ROWS.values()),)]
-    assert mock_conn.converse.call_count == 3 * ANSWERED * len(JUDGES)
+    assert mock_conn.converse.call_count == ANSWERED * len(JUDGES)  # the re-runs re-used every judgement
+
+
+class JudgeCrash(Exception):
+    """Not a call error (those are the call's judgement): the task dies, as on a bug or an out-of-memory kill."""
+
+
+def test_a_judge_task_retried_after_dying_mid_judging_pays_only_for_what_was_not_judged(mock_conn, s3, warehouse_db,
+                                                                                      context) -> None:
+    clean = scripted_converse()
+    calls = {"n": 0}
+
+    def crashes_on_the_sixth_call(**request: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise JudgeCrash("the task process dies")
+        return clean(**request)
+
+    mock_conn.converse.side_effect = crashes_on_the_sixth_call
+    with pytest.raises(JudgeCrash):
+        make_operator(concurrency=1).execute(context)
+    first_try = mock_conn.converse.call_count
+    assert first_try >= 6  # the sixth call crashed; calls already queued may have run (paid: checkpointed too)
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        read_output(s3)  # nothing half-written
+
+    mock_conn.converse.side_effect = clean
+    result = stages(context)  # the retry, then the rest of the DAG
+
+    seen = [(c.kwargs["modelId"], answer_of(c.kwargs)) for c in mock_conn.converse.call_args_list]
+    assert len(set(seen)) == ANSWERED * len(JUDGES)  # each (judge, answer) paid exactly once across the tries...
+    assert len(seen) == len(set(seen)) + 1  # ...but the crashed call, which was asked again
+    assert {k: r["judge_score"] for k, r in read_output(s3).items()} == EXPECTED_JUDGE_SCORE
+    assert result["judge_errors"] == len(JUDGES) and not result["partial"]
+    assert snapshot(warehouse_db)[1] and query(warehouse_db, "SELECT COUNT(*) FROM eval_run") == [(2,)]
+
+
+def test_a_network_error_in_one_judge_call_loses_nothing_else_and_only_it_is_asked_again(mock_conn, s3, warehouse_db,
+                                                                                       context) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    clean, target = scripted_converse(), SCRIPT[1][2]  # judge B on rag q-002
+
+    def one_timeout(**request: Any) -> dict[str, Any]:
+        if request["modelId"] == JUDGE_B and answer_of(request) == target:
+            raise ReadTimeoutError(endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com/model/x/converse")
+        return clean(**request)
+
+    mock_conn.converse.side_effect = one_timeout
+    result = stages(context)  # the task succeeds: one NULL judgement, with its error
+
+    assert mock_conn.converse.call_count == ANSWERED * len(JUDGES)
+    assert result["judge_errors"] == len(JUDGES) + 1 and not result["partial"]
+    row = read_output(s3)[("rag", "q-002")]
+    assert row["judgements"][1]["scores"] == dict.fromkeys(CRITERIA)
+    assert row["judgements"][1]["error"].startswith("ReadTimeoutError: Read timeout on endpoint URL")
+    assert row["judge_score"] == 0.5  # judge A's alone
+    others = {k: r["judge_score"] for k, r in read_output(s3).items() if k != ("rag", "q-002")}
+    assert others == {k: v for k, v in EXPECTED_JUDGE_SCORE.items() if k != ("rag", "q-002")}
+    stored = query(warehouse_db, "SELECT COUNT(*) FROM eval_score WHERE metric = 'judge' AND error LIKE "
+                                 "'ReadTimeoutError%'")  # fmt: skip
+    assert stored == [(len(CRITERIA),)]
+
+    mock_conn.converse.side_effect = clean
+    stages(context)  # a retry (or a clear of the judge task) asks that one call again, nothing else
+    assert mock_conn.converse.call_count == ANSWERED * len(JUDGES) + 1
+    assert read_output(s3)[("rag", "q-002")]["judge_score"] == EXPECTED_JUDGE_SCORE[("rag", "q-002")]
 
 
 class ExecutemanyFailsHook:
@@ -536,12 +640,14 @@ def failing_on(approach: str, fault: Callable) -> Callable:
 
 
 @pytest.mark.parametrize(("fault", "exc", "message"), WAREHOUSE_FAULTS)
-def test_warehouse_failing_mid_write_keeps_written_approach_and_a_retry_completes(
+def test_warehouse_failing_mid_write_keeps_written_approach_and_a_retry_completes_without_a_model_call(
     mock_conn, s3, warehouse_db, context, fault, exc, message
 ) -> None:
-    op = make_operator()
+    summarized = summarize(make_operator().execute(context), context)
+    paid = mock_conn.converse.call_count
+    assert paid == ANSWERED * len(JUDGES)
     with mock.patch.object(Warehouse, "write_run", failing_on("finetune", fault)), pytest.raises(exc, match=message):
-        op.execute(context)  # rag is written first, then finetune fails
+        load(summarized, context)  # rag is written first, then finetune fails
 
     assert query(warehouse_db, "SELECT approach, status FROM eval_run") == [("rag", "complete")]
     assert query(warehouse_db, "SELECT approach, COUNT(*) FROM eval_score GROUP BY approach") == [
@@ -549,7 +655,8 @@ def test_warehouse_failing_mid_write_keeps_written_approach_and_a_retry_complete
     ]
     rag_after_failure = snapshot(warehouse_db, "rag")
 
-    op.execute(context)  # the retry
+    load(summarized, context)  # the retry of load_warehouse
+    assert mock_conn.converse.call_count == paid  # zero new model calls
 
     assert query(warehouse_db, "SELECT approach, status FROM eval_run ORDER BY approach") == [
         ("finetune", "partial"), ("rag", "complete")
@@ -560,13 +667,16 @@ def test_warehouse_failing_mid_write_keeps_written_approach_and_a_retry_complete
 
 
 def test_a_failed_rewrite_keeps_the_previous_rows_of_that_approach(mock_conn, s3, warehouse_db, context) -> None:
-    make_operator().execute(context)
+    stages(context)
     before = snapshot(warehouse_db)
-    mock_conn.converse.side_effect = scripted_converse({JUDGE_B: throttled})  # the rerun would change scores
+    # a new judge panel changes the scores of the rerun (judge C is paid for; A and B are re-used)
+    mock_conn.converse.side_effect = scripted_converse({"judge-c": lambda a: tool_reply(
+        dict.fromkeys(CRITERIA, 0.0), "strict")})
 
     with mock.patch.object(Warehouse, "write_run", failing_on("finetune", fail_in_bulk_insert)), \
             pytest.raises(sqlite3.OperationalError, match="simulated"):  # fmt: skip
-        make_operator().execute(context)
+        stages(context, judge_model_ids=[*JUDGES, "judge-c"])
+    assert mock_conn.converse.call_count == ANSWERED * (len(JUDGES) + 1)
 
     assert snapshot(warehouse_db, "finetune") == (
         [r for r in before[0] if r[1] == "finetune"], [r for r in before[1] if r[1] == "finetune"]
@@ -587,16 +697,16 @@ def test_dag_run_started_at_is_run_after_so_a_cleared_old_run_does_not_become_th
     clear_task_instances), so the column must not follow ``start_date``: a re-run of last week's run would
     otherwise be dated after this week's run and displace it in ``v_eval_latest``.
     """
-    complete_uri = f"s3://{BUCKET}/eval/complete/scored.jsonl"  # every approach complete: eligible as latest
-    body = "".join(json.dumps(r) + "\n" for r in RECORDS if not r["error"])
-    s3.put_object(Bucket=BUCKET, Key=complete_uri.split("/", 3)[3], Body=body.encode("utf-8"))
+    complete = RunLayout(BUCKET, "eval/complete/")  # every approach complete: eligible as latest
+    put_run(s3, complete, [r for r in RECORDS if not r["error"]])
     newer = {"dag_run": SimpleNamespace(run_id="scheduled__2026-11-27", run_after=datetime(2026, 11, 27, 6, 0,
                                         tzinfo=timezone.utc), start_date=datetime(2026, 11, 27, 6, 0, 5,
-                                        tzinfo=timezone.utc))}  # fmt: skip
-    make_operator(answers_uri=complete_uri, run_id="scheduled__2026-11-27").execute(newer)
+                                        tzinfo=timezone.utc)), "run_id": "scheduled__2026-11-27"}  # fmt: skip
+    stages(newer, complete)
     cleared = {"dag_run": SimpleNamespace(run_id=RUN_ID, run_after=STARTED,
-                                          start_date=datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc))}  # fmt: skip
-    make_operator(answers_uri=complete_uri).execute(cleared)  # last week's run, cleared and re-run on Dec 1
+                                          start_date=datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)),
+               "run_id": RUN_ID}  # fmt: skip
+    stages(cleared, complete)  # last week's run, cleared and re-run on Dec 1
 
     started = query(warehouse_db, "SELECT DISTINCT dag_run_started_at FROM eval_run WHERE run_id = ?", (RUN_ID,))
     assert started == [("2026-11-20 10:00:00.000000+00:00",)], "dag_run_started_at should be dag_run.run_after"
@@ -617,7 +727,7 @@ def test_invalid_judge_model_ids_raise_before_any_work(mock_conn, s3, warehouse_
         make_operator(judge_model_ids=judge_model_ids).execute(context)
     mock_conn.converse.assert_not_called()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    assert keys == [ANSWERS_URI.split("/", 3)[3]]
+    assert sorted(keys) == sorted([LAYOUT.dataset, LAYOUT.scored])
     assert not warehouse_db.exists()
 
 
@@ -634,11 +744,12 @@ def test_non_s3_answers_uri_is_a_value_error(mock_conn, s3, warehouse_db, contex
     assert not warehouse_db.exists()
 
 
-def test_non_s3_output_uri_is_a_value_error_and_writes_no_warehouse_rows(mock_conn, s3, warehouse_db,
-                                                                         context) -> None:
-    with pytest.raises(ValueError, match="expected an s3:// URI, got '/tmp/judged.jsonl'"):
-        make_operator(output_uri="/tmp/judged.jsonl").execute(context)
-    assert not warehouse_db.exists()
+@pytest.mark.parametrize("field", ["output_uri", "checkpoint_uri"])
+def test_a_non_s3_output_or_checkpoint_uri_is_a_value_error_before_any_call(mock_conn, s3, warehouse_db, context,
+                                                                             field: str) -> None:
+    with pytest.raises(ValueError, match="expected an s3:// URI, got '/tmp/judged'"):
+        make_operator(**{field: "/tmp/judged"}).execute(context)
+    mock_conn.converse.assert_not_called()
 
 
 @pytest.mark.parametrize(
@@ -651,7 +762,8 @@ def test_non_sql_warehouse_connection_is_a_value_error_naming_it(
     mock_conn, s3, warehouse_db, context, monkeypatch, conn_uri: str, conn_type: str
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_TAILOR_WAREHOUSE_OTHER", conn_uri)
+    summarized = summarize(make_operator().execute(context), context)
     with pytest.raises(ValueError, match="warehouse connection 'tailor_warehouse_other'") as err:
-        make_operator(warehouse_conn_id="tailor_warehouse_other").execute(context)
+        load(summarized, context, "tailor_warehouse_other")
     assert f"has type {conn_type!r}" in str(err.value)
     assert not warehouse_db.exists()

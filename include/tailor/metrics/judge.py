@@ -6,19 +6,25 @@ The Bedrock client is passed in (anything with ``converse(**kwargs)``). A reply 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import math
 import re
+import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from tailor.exceptions import ConfigError
 from tailor.model_access import tool_choice
+
+if TYPE_CHECKING:
+    from tailor.records import SampleRecord
 
 TOOL_NAME = "record_scores"
 RUBRICS = {
@@ -40,6 +46,18 @@ class Judgement:
     scores: dict[str, float | None]
     rationale: str | None
     error: str | None
+    #: The model replied (the call was billed), whatever the reply held: such a judgement is re-used by a retry,
+    #: never asked (and paid for) again. False for a call that failed (ClientError, network) or was not made.
+    replied: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"judge_model": self.judge_model, "scores": self.scores, "rationale": self.rationale,
+                "error": self.error, "replied": self.replied}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Judgement:
+        return cls(data["judge_model"], dict(data["scores"]), data.get("rationale"), data.get("error"),
+                   bool(data.get("replied")))
 
     @property
     def score(self) -> float | None:
@@ -201,34 +219,62 @@ def parse_response(response: dict, criteria: Sequence[str] | Mapping[str, str] =
     return ParsedReply(dict.fromkeys(names), None, error, True)
 
 
+def judge_request(model_id: str, *, question: str, reference: str, answer: str,
+                  context: str | None = None, criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA,
+                  max_tokens: int = 400) -> dict[str, Any]:
+    """The Converse request that judges one answer with one model (blinded, temperature 0)."""
+    choice = tool_choice(model_id)
+    system, user = build_prompt(question, reference, answer, context, criteria, use_tool=choice != "none")
+    request: dict[str, Any] = {"modelId": model_id, "system": [{"text": system}],
+                               "messages": [{"role": "user", "content": [{"text": user}]}],
+                               "inferenceConfig": {"maxTokens": max_tokens, "temperature": 0.0}}
+    if choice != "none":
+        request["toolConfig"] = tool_config(criteria, choice)
+    return request
+
+
+def request_key(request: Mapping[str, Any]) -> str:
+    """A judgement's identity: the SHA-256 of its whole request (judge id, prompt wording, answer, context,
+    criteria, token budget). A retry re-uses a judgement only when it would send exactly the same request."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _call_error(exc: Exception) -> str:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'ClientError')}: {error.get('Message', str(exc))}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def judge_answer(client: Any, model_id: str, *, question: str, reference: str, answer: str | None,
                  context: str | None = None, criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA,
-                 max_attempts: int = 3, max_tokens: int = 400) -> Judgement:
-    """Judge one answer with one model. Model, throttling and parse problems become a Judgement's error."""
-    from botocore.exceptions import ClientError
+                 max_attempts: int = 3, max_tokens: int = 400, request: Mapping[str, Any] | None = None) -> Judgement:
+    """Judge one answer with one model. Model, throttling, network and parse problems become the Judgement's error
+    (botocore has already retried what it retries): one failed call never costs the other judgements."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     if max_attempts < 1:
         raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
     names = list(rubrics(criteria))
     if answer is None or not str(answer).strip():
         return Judgement(model_id, dict.fromkeys(names), None, "no answer to judge")
-    choice = tool_choice(model_id)
-    system, user = build_prompt(question, reference, answer, context, criteria, use_tool=choice != "none")
-    request = {"modelId": model_id, "system": [{"text": system}],
-               "messages": [{"role": "user", "content": [{"text": user}]}],
-               "inferenceConfig": {"maxTokens": max_tokens, "temperature": 0.0}}
-    if choice != "none":
-        request["toolConfig"] = tool_config(criteria, choice)
+    request = request or judge_request(model_id, question=question, reference=reference, answer=answer,
+                                       context=context, criteria=criteria, max_tokens=max_tokens)
+    replied = False
     for _ in range(max_attempts):
         try:
             parsed = parse_response(client.converse(**request), criteria)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            text = f"{error.get('Code', 'ClientError')}: {error.get('Message', str(exc))}"
-            return Judgement(model_id, dict.fromkeys(names), None, text)
+        except (ClientError, BotoCoreError) as exc:  # BotoCoreError: ReadTimeout, connection reset, DNS...
+            if replied:  # an earlier reply was paid for: keep what it said, with this call's error
+                return Judgement(model_id, parsed.scores, parsed.rationale, f"{parsed.error}; {_call_error(exc)}",
+                                 True)
+            return Judgement(model_id, dict.fromkeys(names), None, _call_error(exc))
+        replied = True
         if not parsed.unparseable:
             break
-    return Judgement(model_id, parsed.scores, parsed.rationale, parsed.error)
+    return Judgement(model_id, parsed.scores, parsed.rationale, parsed.error, True)
 
 
 def aggregate(judgements: Sequence[Judgement]) -> tuple[float | None, dict[str, float | None]]:
@@ -258,31 +304,161 @@ def agreement(by_sample: Mapping[str, Sequence[Judgement]]) -> dict | None:
 def judge_many(client: Any, model_ids: Sequence[str], items: Sequence[Mapping[str, Any]],
                criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA, concurrency: int = 8,
                progress_every_seconds: float = 30, log: logging.Logger | None = None, *, max_attempts: int = 3,
-               max_tokens: int = 400) -> list[tuple[str, Judgement]]:
+               max_tokens: int = 400, done: Mapping[str, Judgement] | None = None,
+               on_judged: Callable[[str, Judgement], None] | None = None) -> list[tuple[str, Judgement]]:
     """Every item by every judge, ``concurrency`` calls at a time; ("approach/sample_id", Judgement) pairs in
     input order (item by item, judges in ``model_ids`` order). Progress is logged at most every
-    ``progress_every_seconds``, and once at the end."""
+    ``progress_every_seconds``, and once at the end.
+
+    ``done`` maps :func:`request_key` to judgements already paid for (a checkpoint): those requests are not sent
+    again. ``on_judged(request_key, judgement)`` is called (in this thread) for each new judgement the model
+    replied to, as it completes: the caller checkpoints it."""
     if concurrency < 1 or not model_ids:
         raise ConfigError(f"need concurrency >= 1 and at least one judge model, got {concurrency}, {model_ids!r}")
     log = log or logging.getLogger(__name__)
+    done = done or {}
     rubrics(criteria)
     jobs = [(f"{item['approach']}/{item['sample_id']}", item, model) for item in items for model in model_ids]
     results: list[Judgement | None] = [None] * len(jobs)
+    requests: dict[int, tuple[str, dict[str, Any]]] = {}
+    for index, (_, item, model) in enumerate(jobs):
+        answer = item.get("answer")
+        if answer is None or not str(answer).strip():
+            continue  # judge_answer records "no answer to judge" without a call
+        request = judge_request(model, question=item["question"], reference=item["reference"], answer=answer,
+                                context=item.get("context"), criteria=criteria, max_tokens=max_tokens)
+        key = request_key(request)
+        if key in done:
+            results[index] = done[key]
+        else:
+            requests[index] = (key, request)
+    todo = [index for index, result in enumerate(results) if result is None]
+    if len(todo) < len(jobs):
+        log.info("re-using %d judgement(s) already paid for; %d to judge", len(jobs) - len(todo), len(todo))
     started = last = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
-        futures = {pool.submit(judge_answer, client, model, question=item["question"], reference=item["reference"],
-                               answer=item.get("answer"), context=item.get("context"), criteria=criteria,
-                               max_attempts=max_attempts, max_tokens=max_tokens): index
-                   for index, (_, item, model) in enumerate(jobs)}
+        futures = {}
+        for index in todo:
+            _, item, model = jobs[index]
+            futures[pool.submit(judge_answer, client, model, question=item["question"], reference=item["reference"],
+                                answer=item.get("answer"), context=item.get("context"), criteria=criteria,
+                                max_attempts=max_attempts, max_tokens=max_tokens,
+                                request=requests[index][1] if index in requests else None)] = index
+        reported: set[Any] = set()
+
+        def report(future: Any) -> Judgement:
+            reported.add(future)
+            judgement = future.result()
+            if on_judged is not None and judgement.replied:
+                on_judged(requests[futures[future]][0], judgement)
+            return judgement
+
         try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
+            for count, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = report(future)
                 now = time.monotonic()
-                if now - last >= progress_every_seconds or done == len(jobs):
-                    rate = done / max(now - started, 1e-9)
-                    log.info("judged %d of %d (%.1f/s, ETA %.0f s)", done, len(jobs), rate, (len(jobs) - done) / rate)
+                if now - last >= progress_every_seconds or count == len(todo):
+                    rate = count / max(now - started, 1e-9)
+                    log.info("judged %d of %d (%.1f/s, ETA %.0f s)", count, len(todo), rate, (len(todo) - count) / rate)
                     last = now
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Stop what has not started; what is in flight is paid for: wait for it and report it before raising.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures:
+                if future not in reported and not future.cancelled() and future.exception() is None:
+                    report(future)
             raise
-    return [(key, result) for (key, _, _), result in zip(jobs, results, strict=True)]
+    return [(key, result) for (key, _, _), result in zip(jobs, results, strict=True)]  # type: ignore[misc]
+
+
+class JudgementCheckpoint:
+    """Judgements already paid for, kept in S3 under ``prefix`` so a retried judge task never pays twice.
+
+    Each flush writes one new part (``part-<utc time>-<random>.jsonl``: never overwritten, so concurrent or
+    repeated tries cannot lose each other's parts) of ``{"key": request_key, "judgement": {...}}`` lines.
+    :meth:`add` flushes every ``every`` judgements or ``seconds``, and :meth:`flush` is called on every exit of a
+    ``with`` block (an error, a timeout, a SIGTERM'd task): only a killed process loses its unflushed tail.
+    """
+
+    def __init__(self, s3: Any, bucket: str, prefix: str, *, every: int = 20, seconds: float = 10.0) -> None:
+        if not prefix.endswith("/"):
+            raise ValueError(f"a checkpoint prefix ends with '/', got {prefix!r}")
+        self.s3, self.bucket, self.prefix, self.every, self.seconds = s3, bucket, prefix, every, seconds
+        self._pending: list[dict[str, Any]] = []
+        self._last = time.monotonic()
+        self.parts_written = 0
+
+    def load(self) -> dict[str, Judgement]:
+        """Every judgement checkpointed under the prefix, by request key."""
+        from tailor.objects import from_jsonl
+
+        found: dict[str, Judgement] = {}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+                for line in from_jsonl(body):
+                    found.setdefault(line["key"], Judgement.from_json(line["judgement"]))
+        return found
+
+    def add(self, key: str, judgement: Judgement) -> None:
+        self._pending.append({"key": key, "judgement": judgement.to_json()})
+        if len(self._pending) >= self.every or time.monotonic() - self._last >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        from tailor.objects import to_jsonl
+
+        self._last = time.monotonic()
+        if not self._pending:
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        key = f"{self.prefix}part-{stamp}-{secrets.token_hex(4)}.jsonl"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=to_jsonl(self._pending))
+        self._pending = []
+        self.parts_written += 1
+
+    def __enter__(self) -> JudgementCheckpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
+def attach_judgements(records: Sequence[SampleRecord], judged: Sequence[tuple[str, Judgement]]) -> None:
+    """Set each record's ``judge_score``, ``judge_criteria`` and ``judgements`` from :func:`judge_many`'s pairs."""
+    by_key: dict[str, list[Judgement]] = {}
+    for item_key, judgement in judged:
+        by_key.setdefault(item_key, []).append(judgement)
+    for record in records:
+        judgements = by_key.get(record.key, [])
+        record.judge_score, record.judge_criteria = aggregate(judgements)
+        record.judgements = [{"judge_model": j.judge_model, "scores": j.scores, "rationale": j.rationale,
+                              "error": j.error} for j in judgements]
+
+
+def panel_result(records: Sequence[SampleRecord], judged: Sequence[tuple[str, Judgement]], judges: Sequence[str],
+                 min_judges: int) -> dict[str, Any]:
+    """Attach the judgements to the records and say whether the panel held: the judge task's XCom.
+
+    ``partial`` is True when some answers were judged but fewer than :func:`tailor.model_access.required_judges`
+    judges answered (scored at least half of what they were given); ``silent`` names each silent judge with its
+    first error. An answer that was never produced is nobody's failure to judge."""
+    from tailor.model_access import judges_answered, required_judges
+
+    attach_judgements(records, judged)
+    by_key: dict[str, list[Judgement]] = {}
+    for item_key, judgement in judged:
+        by_key.setdefault(item_key, []).append(judgement)
+    answered_keys = {r.key for r in records if r.answered}
+    given: dict[str, list[bool]] = {judge: [] for judge in judges}
+    for item_key, judgement in judged:
+        if item_key in answered_keys:
+            given[judgement.judge_model].append(judgement.error is not None)
+    answered, required = judges_answered(given), required_judges(min_judges, len(judges))
+    partial = any(given.values()) and len(answered) < required
+    silent = {judge: next((j.error for _, j in judged if j.judge_model == judge and j.error), None)
+              for judge in judges if judge not in answered} if partial else {}
+    return {"agreement": agreement(by_key), "judge_calls": len(judged),
+            "judge_errors": sum(1 for _, j in judged if j.error), "judges": list(judges),
+            "judges_answered": answered, "judges_required": required, "partial": partial, "silent": silent}
