@@ -123,6 +123,21 @@ def hosting_configs(ft: FinetuneSettings, *, name: str, model_data_url: str, rol
     return {"model": model, "endpoint_config": endpoint_config}
 
 
+def challenger_name(job_name: str) -> str:
+    """The challenger endpoint of a training job (its model and endpoint config are named ``job_name``)."""
+    return f"{job_name}-challenger"
+
+
+def deployment_requests(ft: FinetuneSettings, *, job_name: str, model_data_url: str,
+                        role_arn: str) -> dict[str, Any]:
+    """CreateModel, CreateEndpointConfig and CreateEndpoint requests of the challenger serving ``model_data_url``."""
+    hosting = hosting_configs(ft, name=job_name, model_data_url=model_data_url, role_arn=role_arn)
+    endpoint = {"EndpointConfig": hosting["endpoint_config"],
+                "Endpoint": {"EndpointName": challenger_name(job_name), "EndpointConfigName": job_name}}
+    return {"model": hosting["model"], "endpoint": endpoint, "challenger_endpoint": challenger_name(job_name),
+            "model_data_url": model_data_url}
+
+
 def check_serving_context(max_model_len: int, context_needed: int) -> None:
     """Refuse an endpoint whose context (``finetune.max_model_len``) is shorter than the longest request we send
     it (``context_needed``: :func:`tailor.prompts.serving_context_needed`): it could not answer, only cost."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +30,7 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
     from tailor.exceptions import ConfigError
     from tailor.jumpstart import EulaNotAccepted
     from tailor.kb_sync import CatalogStore
+    from tailor.lineage import training_data_digest
     from tailor.qa import load_qa
     from tailor.training_data import TRAINING_PREFIX, assert_no_test_leak, job_name_for, training_files, \
         training_request
@@ -74,7 +74,7 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
         raise AirflowFailException(f"{ft.jumpstart_model_id}: {error}; nothing was uploaded or trained") from error
     for name, content in files.items():
         s3.put_object(Bucket=cfg.aws.bucket, Key=f"{prefix}{TRAINING_PREFIX}{name}", Body=content.encode("utf-8"))
-    digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()
+    digest = training_data_digest(files)
     print(f"{method}: {len(files)} file(s) under {train_uri} from catalog {marker['catalog_version']}; training "
           f"job {job_name}: JumpStart {resolved.model_id} {resolved.model_version} on {resolved.instance_type} in "
           f"{region}, image {resolved.image_uri}")
@@ -89,7 +89,7 @@ def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any
     (before any endpoint is paid for) when ``finetune.max_model_len`` cannot hold the evaluation's longest request."""
     from tailor.config import settings
     from tailor.prompts import serving_context_needed
-    from tailor.training_data import check_serving_context, hosting_configs
+    from tailor.training_data import check_serving_context, deployment_requests
 
     cfg = settings()
     ft, kb = cfg.finetune, cfg.knowledge_base
@@ -99,13 +99,9 @@ def deployment_configs(job_name: str, training: dict[str, Any]) -> dict[str, Any
         check_serving_context(ft.max_model_len, needed)
     except ValueError as error:
         raise AirflowFailException(str(error)) from None
-    artifact = training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-    hosting = hosting_configs(ft, name=job_name, model_data_url=artifact,
-                              role_arn=cfg.require("finetune", "role_arn"))
-    endpoint = {"EndpointConfig": hosting["endpoint_config"],
-                "Endpoint": {"EndpointName": f"{job_name}-challenger", "EndpointConfigName": job_name}}
-    return {"model": hosting["model"], "endpoint": endpoint, "challenger_endpoint": f"{job_name}-challenger",
-            "model_data_url": artifact, "billable_seconds": training["Training"].get("BillableTimeInSeconds")}
+    requests = deployment_requests(ft, job_name=job_name, role_arn=cfg.require("finetune", "role_arn"),
+                                   model_data_url=training["Training"]["ModelArtifacts"]["S3ModelArtifacts"])
+    return {**requests, "billable_seconds": training["Training"].get("BillableTimeInSeconds")}
 
 
 def _waiting() -> Any:
@@ -194,6 +190,7 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     from tailor.endpoints import decide, delete_endpoint, outcome_record, promote_endpoint
+    from tailor.lineage import champion_pointer
 
     cfg, s3 = settings_and_s3()
     ft, ti = cfg.finetune, context["ti"]
@@ -217,11 +214,9 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
             f"{prepared['job_name']} (FailureReason: {result.failure_reason}). champion.json and the "
             f"finetuned-model asset were not changed; see SageMaker's FailureReason, then clear this task to try "
             f"again.")
-    pointer = {"endpoint_name": ft.champion_endpoint, "job_name": prepared["job_name"], "method": prepared["method"],
-               "endpoint_config_name": result.config_name,
-               "model_data_url": deployed["model_data_url"], "catalog_version": prepared["catalog_version"],
-               "promoted_at": datetime.now(timezone.utc).isoformat(), "run_id": context["run_id"],
-               "evaluation": evaluation, "actions": list(result.actions)}
+    pointer = champion_pointer(endpoint_name=ft.champion_endpoint, prepared=prepared, config_name=result.config_name,
+                               model_data_url=deployed["model_data_url"], evaluation=evaluation,
+                               actions=result.actions, run_id=context["run_id"], promoted_at=datetime.now(timezone.utc))
     s3.put_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY, Body=json.dumps(pointer, indent=2).encode())
     context["outlet_events"][PROMOTIONS].add(FINETUNED_MODEL, extra={"job_name": prepared["job_name"],
                                                                       "endpoint_name": ft.champion_endpoint})
@@ -241,15 +236,16 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     from tailor.aws_errors import describe_or_none, summary
-    from tailor.endpoints import EndpointError, delete_endpoint, lineage_status
-    from tailor.training_data import job_name_for
+    from tailor.endpoints import EndpointError, delete_endpoint
+    from tailor.lineage import lineage_record
+    from tailor.training_data import challenger_name, job_name_for
 
     cfg, s3 = settings_and_s3()
     ti = context["ti"]
     job_name = job_name_for(context["run_id"])
     prepared = ti.xcom_pull(task_ids="prepare_training_data") or {}
     sagemaker = AwsBaseHook(aws_conn_id=cfg.aws.conn_id, client_type="sagemaker").get_conn()
-    challenger = f"{job_name}-challenger"
+    challenger = challenger_name(job_name)
     problems: list[str] = []
     deleted = None
     try:
@@ -262,21 +258,10 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
     except sagemaker.exceptions.ClientError as error:
         problems.append(f"training job {job_name} could not be described: {summary(error)}")
         training = {}
-    decision = ti.xcom_pull(task_ids="promote", key="decision")
-    lineage = {
-        "run_id": context["run_id"], "job_name": job_name, "status": lineage_status(decision),
-        "catalog_version": prepared.get("catalog_version"), "method": prepared.get("method"),
-        "training_data_sha256": prepared.get("training_data_sha256"),
-        "test_set_version": prepared.get("test_set_version"),
-        "training_status": training.get("TrainingJobStatus"), "failure_reason": training.get("FailureReason"),
-        "billable_seconds": training.get("BillableTimeInSeconds"),
-        "hyperparameters": training.get("HyperParameters"),
-        "final_metrics": {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])},
-        "model_data_url": (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
-        "decision": decision, "challenger_endpoint_deleted": deleted is not None,
-        "challenger_endpoint_gone": not any(p.startswith("challenger") for p in problems),
-        "problems": problems, "recorded_at": datetime.now(timezone.utc).isoformat(),
-    }
+    lineage = lineage_record(run_id=context["run_id"], job_name=job_name, prepared=prepared, training=training,
+                             decision=ti.xcom_pull(task_ids="promote", key="decision"),
+                             challenger_deleted=deleted is not None, problems=problems,
+                             recorded_at=datetime.now(timezone.utc))
     key = f"finetune/{job_name}/lineage.json"
     s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=json.dumps(lineage, indent=2, default=str).encode())
     print(f"lineage s3://{cfg.aws.bucket}/{key}: {lineage['status']}")
