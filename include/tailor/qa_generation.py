@@ -434,3 +434,40 @@ def reply_record(reply: Reply) -> dict[str, Any]:
 def reply_from_record(record: dict[str, Any]) -> Reply:
     """The inverse of :func:`reply_record`."""
     return Reply(**{**record, "passage": Passage(**record["passage"])})
+
+
+# --- 5. the run's plan and manifest ----------------------------------------------------------------------------
+
+
+def resolve_params(params: dict[str, Any], default_generator: str) -> dict[str, Any]:
+    """The Params that decide a dataset's content, typed, with the generator defaulted: hashed into its version."""
+    return {
+        "questions_per_section": int(params["questions_per_section"]),
+        "product_limit": params.get("product_limit"),
+        "generator_model_id": params.get("generator_model_id") or default_generator,
+        "near_duplicate_threshold": float(params["near_duplicate_threshold"]),
+        "grounding_floor": float(params["grounding_floor"]),
+        "test_fraction": float(params["test_fraction"]),
+    }
+
+
+def dataset_manifest(plan: dict[str, Any], generated: dict[str, Any], curated: Curated, train: Sequence[Candidate],
+                     test: Sequence[Candidate], *, passages_count: int, run_id: str, created_at: str) -> dict[str, Any]:
+    """``manifest.json`` of a generated dataset (written last: it marks the dataset complete): where its pairs came
+    from (catalog, generator, prompt, Params, the reference test set), how they were split, and every count."""
+    params, prefix = plan["params"], plan["prefix"]
+    return {
+        "version": plan["version"], "prefix": prefix, "run_id": run_id, "created_at": created_at,
+        "catalog": plan["catalog"], "generator_model_id": params["generator_model_id"],
+        "prompt_version": PROMPT_VERSION, "params": params, "reference_test_set": plan["reference_test_set"],
+        "split_rule": f"by product section: sha256(product|section) ranks the sections, the lowest "
+                      f"round({params['test_fraction']} x n) go to test (at least one each side)",
+        "counts": {"passages": passages_count, "calls_failed": generated["calls_failed"],
+                   "candidates": curated.candidates, "kept": len(curated.kept), "train": len(train),
+                   "test": len(test), "dropped": curated.drop_counts(), "answers_trimmed": curated.trimmed,
+                   "ignored_lines": curated.ignored_lines},
+        "sections": {name: sorted({f"{c.product_name} / {c.section}" for c in pairs})
+                     for name, pairs in (("train", train), ("test", test))},
+        "tokens": generated["tokens"],
+        "files": {"train": f"{prefix}train.json", "test": f"{prefix}test.json", "replies": generated["replies_key"]},
+    }

@@ -104,8 +104,10 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
         plan = batch_plan(len(items), params["approaches"], cfg.evaluation.batch_size, max_tasks)
     except ValueError as error:
         raise AirflowFailException(str(error)) from None
+    # read once for the run: every batch prompts the champion in the same format (None: rag only)
+    method = champion_method(cfg, s3) if any(Approach.parse(a).uses_endpoint for a in params["approaches"]) else None
     s3.put_object(Bucket=layout.bucket, Key=layout.dataset, Body=json.dumps(snapshot).encode())
-    batches = [{"approach": b.approach, "index": b.index, "prefix": layout.prefix,
+    batches = [{"approach": b.approach, "index": b.index, "prefix": layout.prefix, "finetune_method": method,
                 "sample_ids": [i.sample_id for i in items[b.start : b.stop]]} for b in plan]
     size = plan[0].stop - plan[0].start if plan else cfg.evaluation.batch_size
     print(f"{len(items)} samples of dataset {dataset.version} x {params['approaches']} -> {len(batches)} batches "
@@ -158,7 +160,7 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
         generator_model_id=cfg.evaluation.generator_model_id, endpoint_name=cfg.finetune.champion_endpoint,
         max_tokens=cfg.evaluation.max_tokens, temperature=cfg.evaluation.temperature,
         concurrency=cfg.evaluation.concurrency,
-        finetune_method=champion_method(cfg, s3) if approach.uses_endpoint else cfg.finetune.method,
+        finetune_method=batch.get("finetune_method") or cfg.finetune.method,
     )
     missing = _endpoint_missing(cfg.aws.conn_id, settings.endpoint_name) if approach.uses_endpoint else None
     if missing:  # the approach fails with a clear message; other approaches' batches go on

@@ -78,25 +78,17 @@ def _reference_test_set(cfg: Any, s3: Any) -> Any:
 @task(multiple_outputs=True)
 def plan_dataset(**context: Any) -> dict[str, Any]:
     """Resolve and validate the catalog, resolve the Params, and name the dataset version (content hash)."""
-    from tailor.qa_generation import dataset_version
+    from tailor.bedrock_ids import model_id_problems
+    from tailor.model_access import ConfiguredModel
+    from tailor.qa_generation import dataset_version, resolve_params
+    from tailor_airflow.clients import check_models
 
     cfg, s3 = settings_and_s3()
     params = context["params"]
     source = _resolve_catalog(params.get("catalog"), cfg, s3)
     catalog = _load_catalog(source, cfg, s3)
     reference = _reference_test_set(cfg, s3)
-    resolved = {
-        "questions_per_section": int(params["questions_per_section"]),
-        "product_limit": params.get("product_limit"),
-        "generator_model_id": params.get("generator_model_id") or cfg.evaluation.generator_model_id,
-        "near_duplicate_threshold": float(params["near_duplicate_threshold"]),
-        "grounding_floor": float(params["grounding_floor"]),
-        "test_fraction": float(params["test_fraction"]),
-    }
-    from tailor.bedrock_ids import model_id_problems
-    from tailor.model_access import ConfiguredModel
-    from tailor_airflow.clients import check_models
-
+    resolved = resolve_params(params, cfg.evaluation.generator_model_id)
     if problems := model_id_problems([resolved["generator_model_id"]], "generator_model_id"):
         raise AirflowFailException("\n".join(problems))
     check_models(cfg, [ConfiguredModel(resolved["generator_model_id"], "generator", "the generator_model_id Param "
@@ -159,9 +151,9 @@ def curate_dataset(plan: dict[str, Any], generated: dict[str, Any], **context: A
     from tailor.objects import read_jsonl
     from tailor.qa import parse_qa
     from tailor.qa_generation import (
-        PROMPT_VERSION,
         CurationSettings,
         curate,
+        dataset_manifest,
         qa_records,
         reply_from_record,
         split_by_section,
@@ -197,22 +189,8 @@ def curate_dataset(plan: dict[str, Any], generated: dict[str, Any], **context: A
         except QADatasetError as error:
             raise AirflowFailException(f"generated {name} set failed validation, nothing written:\n{error}") from None
         files[name] = data
-    manifest = {
-        "version": plan["version"], "prefix": prefix, "run_id": context["run_id"],
-        "created_at": datetime.now(UTC).isoformat(), "catalog": plan["catalog"],
-        "generator_model_id": params["generator_model_id"], "prompt_version": PROMPT_VERSION, "params": params,
-        "reference_test_set": plan["reference_test_set"],
-        "split_rule": f"by product section: sha256(product|section) ranks the sections, the lowest "
-                      f"round({params['test_fraction']} x n) go to test (at least one each side)",
-        "counts": {"passages": len(replies), "calls_failed": generated["calls_failed"],
-                   "candidates": curated.candidates, "kept": len(curated.kept), "train": len(train),
-                   "test": len(test), "dropped": dropped, "answers_trimmed": curated.trimmed,
-                   "ignored_lines": curated.ignored_lines},
-        "sections": {name: sorted({f"{c.product_name} / {c.section}" for c in pairs})
-                     for name, pairs in (("train", train), ("test", test))},
-        "tokens": generated["tokens"],
-        "files": {"train": f"{prefix}train.json", "test": f"{prefix}test.json", "replies": generated["replies_key"]},
-    }
+    manifest = dataset_manifest(plan, generated, curated, train, test, passages_count=len(replies),
+                                run_id=context["run_id"], created_at=datetime.now(UTC).isoformat())
     for name, data in files.items():
         s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.json", Body=data, ContentType="application/json")
     # Written last: a manifest marks a complete dataset.

@@ -142,3 +142,18 @@ def test_qa_build_catalog_param_accepts_packaged_files_and_bucket_keys(s3: Any, 
     s3.put_object(Bucket=BUCKET, Key="uploads/catalog.txt", Body=SAMPLE_CATALOG.read_bytes())
     key = qa_build._resolve_catalog("uploads/catalog.txt", cfg, s3)
     assert key == f"s3://{BUCKET}/uploads/catalog.txt" and len(qa_build._load_catalog(key, cfg, s3).products) == 15
+
+
+def test_the_champions_prompt_format_is_read_once_for_every_endpoint_batch(s3: Any, cfg: Settings) -> None:
+    from tailor_airflow.clients import CHAMPION_KEY
+
+    _sync_catalog(s3, cfg)
+    s3.put_object(Bucket=BUCKET, Key=CHAMPION_KEY, Body=json.dumps({"method": "instruction_tuning"}).encode())
+    with mock.patch.object(s3, "get_object", wraps=s3.get_object) as get_object:
+        batches = _plan(dataset=_put_qa(s3, _test_items()[:3]))
+    assert [c.kwargs["Key"] for c in get_object.call_args_list].count(CHAMPION_KEY) == 1
+    assert {b["finetune_method"] for b in batches} == {"instruction_tuning"}
+    with mock.patch.object(s3, "get_object", wraps=s3.get_object) as get_object:
+        rag_only = _plan(dataset=_put_qa(s3, _test_items()[:3]), approaches=["rag"])
+    assert CHAMPION_KEY not in [c.kwargs["Key"] for c in get_object.call_args_list]
+    assert {b["finetune_method"] for b in rag_only} == {None}

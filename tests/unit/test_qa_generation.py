@@ -383,3 +383,43 @@ def test_generate_replies_is_greedy_bounded_and_records_failures() -> None:
     ok = replies[0]
     assert (ok.text, ok.stop_reason, ok.input_tokens, ok.output_tokens) == (
         "Q: How heavy is the VM-200?\nA: 1450 kg.", "end_turn", 120, 18)
+
+
+# --- the run's plan and manifest ------------------------------------------------------------------------------
+
+
+def test_params_are_typed_and_the_generator_defaulted() -> None:
+    from tailor.qa_generation import resolve_params
+
+    raw = {"questions_per_section": "2", "product_limit": None, "generator_model_id": "",
+           "near_duplicate_threshold": 1, "grounding_floor": "0.75", "test_fraction": 0.3}
+    resolved = resolve_params(raw, "meta.llama3-1-8b-instruct-v1:0")
+    assert resolved == {"questions_per_section": 2, "product_limit": None,
+                        "generator_model_id": "meta.llama3-1-8b-instruct-v1:0", "near_duplicate_threshold": 1.0,
+                        "grounding_floor": 0.75, "test_fraction": 0.3}
+    assert resolve_params({**raw, "generator_model_id": "amazon.nova-lite-v1:0"}, "x")["generator_model_id"] == \
+        "amazon.nova-lite-v1:0"
+
+
+def test_the_manifest_records_sources_split_and_every_count() -> None:
+    from tailor.qa_generation import Candidate, Curated, Drop, dataset_manifest
+
+    kept = [Candidate("Pump P-200", "Specifications", "Max pressure?", "16 bar."),
+            Candidate("Valve V-10", "Overview", "Material?", "Stainless steel.")]
+    drops = [Drop("ungrounded", "Pump P-200", "Overview", "0.40 < 0.75"), Drop("ungrounded", "Valve V-10", "X", "")]
+    curated = Curated(kept=kept, drops=drops, candidates=4, ignored_lines=1, trimmed=0)
+    plan = {"version": "qa-gen-abc", "prefix": "qa/generated/qa-gen-abc/", "catalog": {"version": "c1"},
+            "reference_test_set": {"version": "qa-1"},
+            "params": {"generator_model_id": "g", "test_fraction": 0.5}}
+    generated = {"calls_failed": 1, "tokens": {"input": 10, "output": 5},
+                 "replies_key": "qa/generated/qa-gen-abc/replies.jsonl"}
+    manifest = dataset_manifest(plan, generated, curated, kept[:1], kept[1:], passages_count=3, run_id="manual__1",
+                                created_at="2026-11-28T12:00:00+00:00")
+    assert manifest["counts"] == {"passages": 3, "calls_failed": 1, "candidates": 4, "kept": 2, "train": 1,
+                                  "test": 1, "dropped": {"ungrounded": 2}, "answers_trimmed": 0, "ignored_lines": 1}
+    assert manifest["sections"] == {"train": ["Pump P-200 / Specifications"], "test": ["Valve V-10 / Overview"]}
+    assert manifest["files"] == {"train": "qa/generated/qa-gen-abc/train.json",
+                                 "test": "qa/generated/qa-gen-abc/test.json",
+                                 "replies": "qa/generated/qa-gen-abc/replies.jsonl"}
+    assert "round(0.5 x n)" in manifest["split_rule"] and manifest["generator_model_id"] == "g"
+    json.dumps(manifest)
