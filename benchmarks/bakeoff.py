@@ -247,13 +247,13 @@ def base_model_scores(log: Path = OUT / "bench-localaws.log",
             started = time.perf_counter()
             records = answer_batch("finetune", list(items), ports, settings)
             seconds = time.perf_counter() - started
-        errors = [r["error"] for r in records if r["error"]]
+        errors = [r.error for r in records if r.error]
         if errors:
             raise RuntimeError(f"{len(errors)} base-model answers failed, e.g. {errors[0]}")
         scorer = BertScorer(cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers)
-        f1 = [s[2] for s in scorer.score([r["answer"] or "" for r in records], [r["reference"] for r in records])]
-        return ({r["sample_id"]: {"bertscore_f1": min(1.0, max(0.0, float(f))),
-                                  "key_fact_match": key_fact_match(r["answer"] or "", r["reference"])}
+        f1 = [s[2] for s in scorer.score([r.answer or "" for r in records], [r.reference for r in records])]
+        return ({r.sample_id: {"bertscore_f1": min(1.0, max(0.0, float(f))),
+                               "key_fact_match": key_fact_match(r.answer or "", r.reference)}
                  for r, f in zip(records, f1, strict=True)}, seconds)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from tailor.generation import invoke_jumpstart, is_truncated
 from tailor.prompts import DOMAIN_ADAPTATION, SYSTEM, endpoint_prompt, endpoint_stop_sequences, grounded_question
 from tailor.qa import QAItem
-from tailor.records import Approach
+from tailor.records import Approach, Retrieved, SampleRecord
 
 log = logging.getLogger(__name__)
 APPROACHES = tuple(Approach.values())
@@ -51,7 +51,7 @@ class AnswerSettings:
     finetune_method: str = DOMAIN_ADAPTATION
 
 
-def retrieve(client: Any, knowledge_base_id: str, question: str, top_k: int) -> tuple[list[dict[str, Any]], float]:
+def retrieve(client: Any, knowledge_base_id: str, question: str, top_k: int) -> tuple[list[Retrieved], float]:
     """Top-k chunks (text, product, score, uri) and the call's latency in ms."""
     started = time.perf_counter()
     response = client.retrieve(
@@ -60,9 +60,9 @@ def retrieve(client: Any, knowledge_base_id: str, question: str, top_k: int) -> 
     )
     latency = (time.perf_counter() - started) * 1000
     chunks = [
-        {"text": r["content"]["text"], "score": r.get("score"),
-         "product_name": (r.get("metadata") or {}).get("product_name"),
-         "uri": ((r.get("location") or {}).get("s3Location") or {}).get("uri")}
+        Retrieved(text=r["content"]["text"], score=r.get("score"),
+                  product_name=(r.get("metadata") or {}).get("product_name"),
+                  uri=((r.get("location") or {}).get("s3Location") or {}).get("uri"))
         for r in response["retrievalResults"]
     ]
     return chunks, latency
@@ -81,48 +81,47 @@ def converse(client: Any, model_id: str, user: str, *, max_tokens: int, temperat
             "output_tokens": usage.get("outputTokens"), "stop_reason": response.get("stopReason")}
 
 
-def _context(chunks: list[dict[str, Any]]) -> str:
-    return "\n\n".join(f"[{i + 1}] {c['text']}" for i, c in enumerate(chunks))
+def _context(chunks: list[Retrieved]) -> str:
+    return "\n\n".join(f"[{i + 1}] {c.text}" for i, c in enumerate(chunks))
 
 
-def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) -> dict[str, Any]:
+def answer(approach: str, item: QAItem, ports: Ports, settings: AnswerSettings) -> SampleRecord:
     """One sample's record: the answer with latency and tokens, the retrieved context, or the error."""
     approach = Approach.parse(approach)
-    record: dict[str, Any] = {
-        "sample_id": item.sample_id, "approach": approach, "product_name": item.product_name,
-        "question": item.question, "reference": item.answer, "answer": None, "error": None,
-        "latency_ms": None, "retrieval_ms": None, "input_tokens": None, "output_tokens": None, "retrieved": [],
-        "stop_reason": None, "truncated": None,
-    }
+    record = SampleRecord(sample_id=item.sample_id, approach=approach, product_name=item.product_name,
+                          question=item.question, reference=item.answer)
     try:
         context = None
         if approach.retrieves:
-            chunks, record["retrieval_ms"] = retrieve(ports.retriever, settings.knowledge_base_id, item.question,
-                                                      settings.top_k)
-            record["retrieved"] = chunks
-            context = _context(chunks)
+            record.retrieved, record.retrieval_ms = retrieve(ports.retriever, settings.knowledge_base_id,
+                                                             item.question, settings.top_k)
+            context = _context(record.retrieved)
         if not approach.uses_endpoint:
             result = converse(ports.generator, settings.generator_model_id,
                               grounded_question(item.question, context or ""),
                               max_tokens=settings.max_tokens, temperature=settings.temperature)
-            record |= result
+            record.answer, latency_ms = result["answer"], result["latency_ms"]
+            record.input_tokens, record.output_tokens = result["input_tokens"], result["output_tokens"]
+            record.stop_reason = result["stop_reason"]
         else:
             method = settings.finetune_method
             generated = invoke_jumpstart(ports.endpoint, settings.endpoint_name,
                                          endpoint_prompt(method, item.question, context),
                                          max_new_tokens=settings.max_tokens, temperature=settings.temperature,
                                          stop=endpoint_stop_sequences(method))
-            record |= {"answer": generated.text, "latency_ms": generated.latency_ms,
-                       "output_tokens": generated.output_tokens, "stop_reason": generated.stop_reason}
-        record["latency_ms"] = record["latency_ms"] + (record["retrieval_ms"] or 0.0)
-        record["truncated"] = is_truncated(record["stop_reason"])
+            record.answer, latency_ms = generated.text, generated.latency_ms
+            record.output_tokens, record.stop_reason = generated.output_tokens, generated.stop_reason
+        record.latency_ms = latency_ms + (record.retrieval_ms or 0.0)
+        record.truncated = is_truncated(record.stop_reason)
     except Exception as error:  # recorded per sample; the batch and the run go on
-        record["error"] = f"{type(error).__name__}: {error}"
-        log.warning("%s sample %s failed: %s", approach, item.sample_id, record["error"])
+        record.answer, record.latency_ms, record.input_tokens, record.output_tokens = None, None, None, None
+        record.stop_reason = record.truncated = None
+        record.error = f"{type(error).__name__}: {error}"
+        log.warning("%s sample %s failed: %s", approach, item.sample_id, record.error)
     return record
 
 
-def answer_batch(approach: str, items: list[QAItem], ports: Ports, settings: AnswerSettings) -> list[dict[str, Any]]:
+def answer_batch(approach: str, items: list[QAItem], ports: Ports, settings: AnswerSettings) -> list[SampleRecord]:
     """Answer a batch with bounded concurrency (the serving side batches concurrent requests)."""
     if Approach.parse(approach).uses_endpoint:
         endpoint_stop_sequences(settings.finetune_method)  # an unknown method fails the batch, not each sample

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from tailor.metrics.judge import Judgement
 from tailor.objects import from_jsonl, to_jsonl
 
 
@@ -132,8 +133,8 @@ class SampleRecord:
 
     generate: ``answer`` or ``error`` (never both), latencies, tokens, ``retrieved``, ``stop_reason``/``truncated``;
     score: ``bertscore_f1``, ``bertscore_windowed``, ``key_fact_match``, ``retrieval_hit``;
-    judge: ``judge_score``, ``judge_criteria`` and ``judgements`` (one dict per judge: ``judge_model``,
-    ``scores``, ``rationale``, ``error``). A value not measured is None, never a sentinel.
+    judge: ``judge_score``, ``judge_criteria`` and ``judgements`` (one :class:`tailor.metrics.judge.Judgement` per
+    judge). A value not measured is None, never a sentinel.
     """
 
     sample_id: str
@@ -156,7 +157,7 @@ class SampleRecord:
     retrieval_hit: bool | None = None
     judge_score: float | None = None
     judge_criteria: dict[str, float | None] | None = None
-    judgements: list[dict[str, Any]] | None = None
+    judgements: list[Judgement] | None = None
 
     @property
     def key(self) -> str:
@@ -177,6 +178,8 @@ class SampleRecord:
         if self.judgements is None:  # not judged yet: the keys appear once the judge ran
             for name in ("judge_score", "judge_criteria", "judgements"):
                 del data[name]
+        else:
+            data["judgements"] = [j.to_json() for j in self.judgements]
         return data
 
     @classmethod
@@ -187,6 +190,8 @@ class SampleRecord:
         values = dict(data)
         values["approach"] = Approach.parse(values["approach"])
         values["retrieved"] = [Retrieved(**chunk) for chunk in values.get("retrieved") or []]
+        if values.get("judgements") is not None:
+            values["judgements"] = [Judgement.from_json(j) for j in values["judgements"]]
         return cls(**values)
 
 

@@ -167,7 +167,7 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
         records = [SampleRecord(i.sample_id, approach, i.product_name, i.question, i.answer, error=missing)
                    for i in items]
     else:
-        records = [SampleRecord.from_json(r) for r in answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)]
+        records = answer_batch(approach, items, _ports(cfg.aws.conn_id), settings)
     key = layout.answers(approach, batch["index"])
     s3.put_object(Bucket=layout.bucket, Key=key, Body=dump_records(records))
     errors = sum(r.error is not None for r in records)

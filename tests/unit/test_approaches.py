@@ -32,12 +32,12 @@ def ports() -> Ports:
 
 def test_rag_retrieves_then_converses_with_the_context_as_data(ports: Ports) -> None:
     records = answer_batch("rag", ITEMS, ports, SETTINGS)
-    assert [r["sample_id"] for r in records] == [i.sample_id for i in ITEMS]
+    assert [r.sample_id for r in records] == [i.sample_id for i in ITEMS]
     record = records[0]
-    assert record["answer"] == "160 litres." and record["error"] is None
-    assert (record["input_tokens"], record["output_tokens"]) == (120, 4)
-    assert record["retrieved"][0]["product_name"] == "Vortex Mixer VM-200"
-    assert record["latency_ms"] >= record["retrieval_ms"] > 0
+    assert record.answer == "160 litres." and record.error is None
+    assert (record.input_tokens, record.output_tokens) == (120, 4)
+    assert record.retrieved[0].product_name == "Vortex Mixer VM-200"
+    assert record.latency_ms >= record.retrieval_ms > 0
     call = ports.generator.converse.call_args.kwargs
     assert call["system"] == [{"text": SYSTEM}] and call["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.0}
     user = call["messages"][0]["content"][0]["text"]
@@ -53,7 +53,7 @@ def _with_method(method: str) -> AnswerSettings:
 @pytest.mark.parametrize("method", ENDPOINT_METHODS)
 def test_finetune_calls_the_endpoint_without_retrieval_in_its_training_format(ports: Ports, method: str) -> None:
     records = answer_batch("finetune", ITEMS[:1], ports, _with_method(method))
-    assert records[0]["answer"] == "160 litres." and records[0]["retrieved"] == []
+    assert records[0].answer == "160 litres." and records[0].retrieved == []
     ports.retriever.retrieve.assert_not_called()
     body = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])
     assert body["inputs"] == endpoint_prompt(method, "Question 0?") and "<context>" not in body["inputs"]
@@ -67,7 +67,7 @@ def test_hybrid_sends_the_retrieved_context_to_the_endpoint_in_its_training_form
     body = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])
     assert body["inputs"] == endpoint_prompt(method, "Question 0?", "[1] The VM-200 bowl holds 160 litres.")
     assert "<context>" in body["inputs"] and "160 litres" in body["inputs"]
-    assert records[0]["retrieved"] and records[0]["retrieval_ms"] > 0
+    assert records[0].retrieved and records[0].retrieval_ms > 0
 
 
 def test_the_default_method_is_the_configured_default() -> None:
@@ -86,7 +86,7 @@ def test_an_unknown_method_fails_the_batch_before_any_call(ports: Ports, approac
 
 
 def test_rag_ignores_the_endpoint_method(ports: Ports) -> None:
-    assert answer_batch("rag", ITEMS[:1], ports, _with_method("lora"))[0]["error"] is None
+    assert answer_batch("rag", ITEMS[:1], ports, _with_method("lora"))[0].error is None
 
 
 def test_a_failing_sample_is_recorded_and_the_batch_goes_on(ports: Ports) -> None:
@@ -94,10 +94,10 @@ def test_a_failing_sample_is_recorded_and_the_batch_goes_on(ports: Ports) -> Non
     good = ports.generator.converse.return_value
     ports.generator.converse.side_effect = [good, throttled, good, good, good]
     records = answer_batch("rag", ITEMS, ports, AnswerSettings(**{**SETTINGS.__dict__, "concurrency": 1}))
-    failed = [r for r in records if r["error"]]
-    assert len(failed) == 1 and "ThrottlingException" in failed[0]["error"]
-    assert failed[0]["answer"] is None and failed[0]["latency_ms"] is None
-    assert sum(r["answer"] is not None for r in records) == 4
+    failed = [r for r in records if r.error]
+    assert len(failed) == 1 and "ThrottlingException" in failed[0].error
+    assert failed[0].answer is None and failed[0].latency_ms is None
+    assert sum(r.answer is not None for r in records) == 4
 
 
 def test_unknown_approach_is_refused(ports: Ports) -> None:
@@ -116,7 +116,7 @@ def test_rag_records_converse_stop_reason(ports: Ports, stop_reason: str | None,
         response["stopReason"] = stop_reason
     ports.generator.converse.return_value = response
     record = answer_batch("rag", ITEMS[:1], ports, SETTINGS)[0]
-    assert (record["stop_reason"], record["truncated"]) == (stop_reason, truncated)
+    assert (record.stop_reason, record.truncated) == (stop_reason, truncated)
 
 
 @pytest.mark.parametrize("approach", ["finetune", "hybrid"])
@@ -132,8 +132,8 @@ def test_endpoint_records_finish_reason_from_details(ports: Ports, approach: str
     body = json.dumps([payload] if approach == "hybrid" else payload).encode()  # TGI list and LMI dict shapes
     ports.endpoint.invoke_endpoint.side_effect = lambda **_: {"Body": io.BytesIO(body)}
     record = answer_batch(approach, ITEMS[:1], ports, SETTINGS)[0]
-    assert (record["stop_reason"], record["truncated"], record["output_tokens"]) == expected
-    assert record["answer"] == "160 litres." and record["error"] is None
+    assert (record.stop_reason, record.truncated, record.output_tokens) == expected
+    assert record.answer == "160 litres." and record.error is None
     parameters = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])["parameters"]
     assert parameters["details"] is True and parameters["max_new_tokens"] == SETTINGS.max_tokens
 
@@ -142,7 +142,7 @@ def test_a_failed_sample_has_no_stop_reason(ports: Ports) -> None:
     ports.generator.converse.side_effect = ClientError({"Error": {"Code": "ValidationException", "Message": "x"}},
                                                        "Converse")
     record = answer_batch("rag", ITEMS[:1], ports, SETTINGS)[0]
-    assert record["error"] and record["stop_reason"] is None and record["truncated"] is None
+    assert record.error and record.stop_reason is None and record.truncated is None
 
 
 def test_the_default_generation_budget_fits_long_reference_answers() -> None:

@@ -308,9 +308,9 @@ def test_execute_writes_judged_jsonl(mock_conn, s3, warehouse_db, context) -> No
     q1 = judged[("rag", "q-001")]
     assert q1["judgements"] == [
         {"judge_model": JUDGE_A, "scores": SCORES[q1["answer"]][JUDGE_A], "rationale": rationale(JUDGE_A, q1["answer"]),
-         "error": None},
+         "error": None, "replied": True},
         {"judge_model": JUDGE_B, "scores": SCORES[q1["answer"]][JUDGE_B], "rationale": rationale(JUDGE_B, q1["answer"]),
-         "error": None},
+         "error": None, "replied": True},
     ]  # fmt: skip
     assert q1["judge_criteria"] == {"correctness": 1.0, "completeness": 0.75, "faithfulness": 1.0,
                                     "no_hallucination": 0.75}  # fmt: skip

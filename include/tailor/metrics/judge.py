@@ -433,8 +433,7 @@ def attach_judgements(records: Sequence[SampleRecord], judged: Sequence[tuple[st
     for record in records:
         judgements = by_key.get(record.key, [])
         record.judge_score, record.judge_criteria = aggregate(judgements)
-        record.judgements = [{"judge_model": j.judge_model, "scores": j.scores, "rationale": j.rationale,
-                              "error": j.error} for j in judgements]
+        record.judgements = list(judgements)
 
 
 def panel_result(records: Sequence[SampleRecord], judged: Sequence[tuple[str, Judgement]], judges: Sequence[str],
