@@ -98,3 +98,34 @@ def test_three_approaches_three_metrics_nine_rows_with_every_column() -> None:
     judge = {(c.approach_a, c.approach_b): c for c in result if c.metric == "judge_score"}
     assert judge[("rag", "finetune")].winner == "rag" and judge[("finetune", "hybrid")].winner == "hybrid"
     assert all(c.p_holm >= c.p_value for c in result)
+
+
+def test_non_inferiority_promotes_an_equal_challenger_and_refuses_a_worse_one() -> None:
+    from tailor.metrics.paired import non_inferiority
+
+    rng = random.Random(2)
+    champion = [0.6 + rng.gauss(0, 0.1) for _ in range(40)]
+    equal = [c + rng.gauss(0, 0.02) for c in champion]
+    worse = [c - 0.08 + rng.gauss(0, 0.02) for c in champion]
+    ok = non_inferiority(equal, champion, 0.02)
+    assert ok.non_inferior and ok.tested and -0.02 < ok.lower_bound < ok.mean_diff
+    bad = non_inferiority(worse, champion, 0.02)
+    assert not bad.non_inferior and bad.lower_bound < -0.02
+    assert "possibly worse than the champion by more than 0.02 on n = 40" in bad.describe()
+    one = non_inferiority([0.5], [0.51], 0.02)
+    assert one.non_inferior and not one.tested and "one question, no test" in one.describe()
+    assert not non_inferiority([], [], 0.02).non_inferior
+    with pytest.raises(ValueError, match="differ in length"):
+        non_inferiority([0.5], [], 0.02)
+
+
+def test_non_inferiority_holds_its_error_rate_at_the_margin() -> None:
+    """A challenger exactly `margin` worse is (wrongly) called non-inferior in about alpha = 5 % of runs."""
+    from tailor.metrics.paired import non_inferiority
+
+    rng, trials, passed = random.Random(9), 300, 0
+    for seed in range(trials):
+        champion, challenger = normal_pairs(rng, 40, effect=0.0, sd=0.1)
+        challenger = [c - 0.05 for c in challenger]
+        passed += non_inferiority(challenger, champion, 0.05, seed=seed, resamples=400).non_inferior
+    assert passed / trials <= 0.10, passed / trials

@@ -87,7 +87,7 @@ def minimum_detectable_effect(sd_diff: float, n: int, alpha: float = ALPHA, powe
     return float(sd_diff * (norm.ppf(1 - alpha / 2) + norm.ppf(power)) / math.sqrt(n))
 
 
-def _interval(diffs: Sequence[float], seed: int, resamples: int) -> tuple[float, float]:
+def _interval(diffs: Sequence[float], seed: int, resamples: int, confidence: float = 0.95) -> tuple[float, float]:
     import numpy as np
     from scipy.stats import bootstrap
 
@@ -95,7 +95,7 @@ def _interval(diffs: Sequence[float], seed: int, resamples: int) -> tuple[float,
     if np.ptp(data) == 0:  # every difference equal: nothing to resample
         return float(data[0]), float(data[0])
     for method in ("BCa", "percentile"):
-        result = bootstrap((data,), np.mean, confidence_level=0.95, n_resamples=resamples, method=method,
+        result = bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=resamples, method=method,
                            rng=np.random.default_rng(seed))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
@@ -158,3 +158,44 @@ def compare(records: Sequence[Mapping[str, Any]], approaches: Sequence[str], met
         out += [_verdict(PairedComparison(**{**asdict(c), "p_holm": p}), alpha)
                 for c, p in zip(pairs, adjusted, strict=True)]
     return out
+
+
+@dataclass(frozen=True)
+class NonInferiority:
+    """Is the challenger not worse than the champion by more than ``margin``, question by question?
+
+    ``lower_bound`` is the one-sided 95 % lower confidence bound of mean(challenger - champion) (the lower end of a
+    seeded paired bootstrap 90 % interval); the challenger is non-inferior when it is above ``-margin``. With one
+    question there is no interval: the bound is the difference itself (``tested`` False)."""
+
+    n: int
+    mean_diff: float | None
+    lower_bound: float | None
+    margin: float
+    non_inferior: bool
+    tested: bool
+
+    def describe(self) -> str:
+        if self.n == 0 or self.mean_diff is None or self.lower_bound is None:
+            return "no question answered by both"
+        relation = "not worse than" if self.non_inferior else "possibly worse than"
+        bound = f"one-sided 95% lower bound {self.lower_bound:+.4f}" if self.tested else "one question, no test"
+        return (f"challenger {relation} the champion by more than {self.margin} on n = {self.n} paired questions "
+                f"(mean difference {self.mean_diff:+.4f}, {bound})")
+
+
+def non_inferiority(challenger: Sequence[float], champion: Sequence[float], margin: float, *, seed: int = 0,
+                    resamples: int = 2000, alpha: float = ALPHA) -> NonInferiority:
+    """The paired non-inferiority test of a challenger's per-question scores against the champion's (same
+    questions, same order)."""
+    if len(challenger) != len(champion):
+        raise ValueError(f"paired scores differ in length: {len(challenger)} challenger, {len(champion)} champion")
+    n = len(challenger)
+    if n == 0:
+        return NonInferiority(0, None, None, margin, False, False)
+    diffs = [float(a) - float(b) for a, b in zip(challenger, champion, strict=True)]
+    mean = math.fsum(diffs) / n
+    if n < 2:
+        return NonInferiority(n, mean, mean, margin, mean > -margin, False)
+    low, _ = _interval(diffs, seed, resamples, confidence=1 - 2 * alpha)
+    return NonInferiority(n, mean, low, margin, low > -margin, True)
