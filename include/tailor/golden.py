@@ -95,7 +95,8 @@ def parse_golden(data: bytes | str, source: str = "golden_set.json") -> list[Gol
         raise GoldenSetError(f"{source}: not valid JSON ({exc})") from exc
     if not isinstance(raw, list) or not raw:
         raise GoldenSetError(f"{source}: the golden set must be a non-empty JSON list of items")
-    items, seen = [], {}
+    items: list[GoldenItem] = []
+    seen: dict[str, int] = {}
     for position, entry in enumerate(raw, start=1):
         found = _item(entry, position, source)
         if found.id in seen:

@@ -23,7 +23,7 @@ from tailor.golden import (
     prompt_version,
 )
 from tailor.metrics.agreement import krippendorff_interval
-from tailor.metrics.judge import RUBRICS, Judgement
+from tailor.metrics.judge import RUBRICS, Judgement, build_prompt
 
 REPO = Path(__file__).resolve().parents[2]
 QA_PATH = REPO / "include" / "data" / "qa" / "test.json"
@@ -91,6 +91,15 @@ def test_human_scores_are_ordered_by_kind_as_the_rubric_says(items: list[GoldenI
     assert max(by_kind(items, "wrong_number", "no_hallucination")) <= 0.5  # an altered value is an invented value
     assert mean(by_kind(items, "partly_right", "completeness")) < mean(by_kind(items, "good", "completeness"))
     assert all(set(item.human.values()) == {1.0} for item in items if item.kind == "good")
+    answer_length = {kind: mean([len(i.answer) for i in items if i.kind == kind]) for kind in KINDS}
+    assert answer_length["over_long"] > 3 * answer_length["good"]
+
+
+def test_every_item_goes_into_the_judge_prompt_as_is(items: list[GoldenItem]) -> None:
+    for item in items:
+        system, user = build_prompt(item.question, item.reference, item.answer, item.context)
+        assert item.answer in user and item.reference in user, item.id
+        assert ("no context is given" in system) is (item.context is None), item.id
 
 
 # --- validation: one test per rule ------------------------------------------------------------------------------
