@@ -22,6 +22,7 @@ GOLDEN_PATH = Path(__file__).resolve().parent.parent / "data" / "golden" / "gold
 KINDS = ("good", "partly_right", "wrong_number", "hallucinated", "off_topic", "over_long")
 CRITERIA = ("correctness", "completeness", "faithfulness", "no_hallucination")  # the keys of judge.RUBRICS
 ALLOWED_SCORES = (0.0, 0.25, 0.5, 0.75, 1.0)
+GOLDEN_APPROACH = "golden"  # the approach name golden items carry through judge_many
 _TEXT_FIELDS = ("id", "kind", "product_name", "question", "reference", "answer", "note")
 _FIELDS = frozenset((*_TEXT_FIELDS, "context", "human"))
 
@@ -126,6 +127,24 @@ def prompt_version(criteria: Sequence[str] = CRITERIA) -> str:
     systems = [build_prompt("q", "r", "a", context, criteria, use_tool=use_tool)[0]
                for context in ("c", None) for use_tool in (True, False)]
     return hashlib.sha256("\n".join(systems).encode()).hexdigest()[:16]
+
+
+def judge_items(items: Sequence[GoldenItem]) -> list[dict[str, Any]]:
+    """The items in the form :func:`tailor.metrics.judge.judge_many` takes (approach ``golden``, sample id = item
+    id): the judges see a golden answer exactly as they see an approach's answer."""
+    return [{"approach": GOLDEN_APPROACH, "sample_id": item.id, "question": item.question,
+             "reference": item.reference, "answer": item.answer, "context": item.context} for item in items]
+
+
+def judgements_by_judge(judged: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{judge model id: {item id: Judgement}}`` from :func:`judge_many`'s ``("golden/<item id>", Judgement)``
+    pairs, ready for :func:`calibration`; pairs of other approaches are ignored."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, judgement in judged:
+        approach, _, item_id = key.partition("/")
+        if approach == GOLDEN_APPROACH and item_id:
+            found.setdefault(judgement.judge_model, {})[item_id] = judgement
+    return found
 
 
 def _scores(judgement: Any) -> Mapping[str, Any]:

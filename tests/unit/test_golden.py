@@ -18,12 +18,14 @@ from tailor.golden import (
     GoldenSetError,
     calibration,
     drift,
+    judge_items,
+    judgements_by_judge,
     load_golden,
     parse_golden,
     prompt_version,
 )
 from tailor.metrics.agreement import krippendorff_interval
-from tailor.metrics.judge import RUBRICS, Judgement, build_prompt
+from tailor.metrics.judge import RUBRICS, TOOL_NAME, Judgement, build_prompt, judge_many
 
 REPO = Path(__file__).resolve().parents[2]
 QA_PATH = REPO / "include" / "data" / "qa" / "test.json"
@@ -259,6 +261,38 @@ def test_judgements_of_unknown_items_are_an_error(items: list[GoldenItem]) -> No
 def test_the_default_prompt_version_follows_the_judge_prompt(items: list[GoldenItem]) -> None:
     assert calibration(items[:2], {}, prompt=None)["prompt_version"] == prompt_version()
     assert prompt_version() != prompt_version(CRITERIA[:2])
+
+
+class HumanLikeJudge:
+    """A Converse client that answers each judge request with the human scores of the golden answer it is shown
+    (with ``lenient``: 1 for every criterion), through the record_scores tool."""
+
+    def __init__(self, items: list[GoldenItem], lenient: bool = False) -> None:
+        self.by_answer = {item.answer: item.human for item in items}
+        self.lenient, self.calls = lenient, 0
+
+    def converse(self, **request: Any) -> dict[str, Any]:
+        self.calls += 1
+        user = request["messages"][0]["content"][0]["text"]
+        answer = user.split("<answer>\n", 1)[1].split("\n</answer>", 1)[0]
+        scores = dict.fromkeys(CRITERIA, 1.0) if self.lenient else dict(self.by_answer[answer])
+        tool_use = {"toolUse": {"toolUseId": "t1", "name": TOOL_NAME, "input": {**scores, "rationale": "ok"}}}
+        return {"output": {"message": {"role": "assistant", "content": [tool_use]}}}
+
+
+def test_the_set_goes_through_judge_many_into_calibration(items: list[GoldenItem]) -> None:
+    models = ["anthropic.claude-x", "meta.llama-x"]
+    fair, lenient = HumanLikeJudge(items), HumanLikeJudge(items, lenient=True)
+    judged = (judge_many(fair, models[:1], judge_items(items), concurrency=2)
+              + judge_many(lenient, models[1:], judge_items(items), concurrency=2)
+              + [("rag/q-1", Judgement(models[0], dict.fromkeys(CRITERIA, 0.0), None, None, True))])
+    assert fair.calls == lenient.calls == len(items)
+    by_judge = judgements_by_judge(judged)
+    assert set(by_judge) == set(models) and all(len(found) == len(items) for found in by_judge.values())
+    result = calibration(items, by_judge, prompt="p1")
+    assert result["judges"][models[0]]["overall"] == {"alpha": 1.0, "mae": 0.0, "n": len(items)}
+    assert result["judges"][models[1]]["overall"]["alpha"] < 0
+    assert [f.split(":")[0] for f in drift(result, None)] == [f"judge {models[1]}"]
 
 
 # --- drift ------------------------------------------------------------------------------------------------------
