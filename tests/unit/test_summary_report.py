@@ -296,6 +296,23 @@ def test_report_contains_every_approach_and_escapes(summaries: list[ApproachSumm
     assert "endpoint timeout" in text  # failed approach's first error is listed
 
 
+
+def test_hostile_text_in_errors_notes_and_run_id_is_escaped_by_the_template(table: tuple[Prices, Usage]) -> None:
+    prices, usage = table
+    attack = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+    records = [record("s1", "rag", error=f"ModelError: {attack}"), record("s2", "rag", answer=attack),
+               record("s1", "hybrid", error=attack)]
+    hostile = summarize(records, prices=prices, usage=usage, endpoint_instance_type=INSTANCE)
+    page = render_report(hostile, run_id=f"manual__{attack}", dataset_version=attack, generated_at=attack,
+                         notes=[f"catalog note {attack}"])  # fmt: skip
+    assert "<script" not in page and "<img" not in page
+    escaped = "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+    assert page.count(escaped) == 7  # title, run, dataset, generated, two first errors, the note
+    parser = parse(page)
+    assert parser.scripts == 0 and "img" not in parser.tags
+    text = " ".join(parser.text)
+    assert f"ModelError: {attack}" in text and f"catalog note {attack}" in text
+
 def test_report_without_judge_and_with_missing_approaches(table: tuple[Prices, Usage]) -> None:
     prices, usage = table
     records = [record(f"s{i}", "hybrid", bert=0.7 + i / 100, latency=300.0 + i) for i in range(3)]
