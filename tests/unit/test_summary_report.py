@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tailor.cost import Prices, Usage, load_prices, measured_run_cost, monthly_costs
+from tailor.config import load_settings
+from tailor.cost import Prices, Usage, measured_run_cost, monthly_costs
 from tailor.metrics.stats import mean_ci, percentile
 from tailor.report import render_report
 from tailor.summary import SUMMARY_COLUMNS, ApproachSummary, format_table, score_rows, summarize, write_summary_csv
@@ -53,7 +54,8 @@ def build_records() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def table() -> tuple[Prices, Usage]:
-    return load_prices()
+    cfg = load_settings(env={})
+    return cfg.prices, cfg.usage
 
 
 @pytest.fixture(scope="module")
