@@ -166,15 +166,13 @@ class Settings:
         """Return a setting that must be non-empty, or raise naming the variable that sets it."""
         value = getattr(getattr(self, section), key)
         if value in ("", None):
-            raise ConfigError(
-                f"setting {section}.{key} is empty: set {variable(section, key)} "
-                f"(or edit {DEFAULT_CONFIG.name})"
-            )
+            where = "" if is_parse_time(_declared(section, key)) else f" (or edit {DEFAULT_CONFIG.name})"
+            raise ConfigError(f"setting {section}.{key} is empty: set {variable(section, key)}{where}")
         return value
 
 
 #: The sections of :class:`Settings` that are declared above, by name.
-SECTIONS: dict[str, type] = {
+SECTIONS: dict[str, type[Any]] = {
     "aws": AwsSettings,
     "catalog": CatalogSettings,
     "knowledge_base": KnowledgeBaseSettings,
@@ -268,7 +266,7 @@ def bucket() -> str:
     return str(parse_time_setting("aws", "bucket"))
 
 
-def _section(cls: type, name: str, raw: dict[str, Any], env: dict[str, str]) -> Any:
+def _section(cls: type[Any], name: str, raw: dict[str, Any], env: dict[str, str]) -> Any:
     values = dict(raw.get(name) or {})
     kwargs = {}
     for f in fields(cls):

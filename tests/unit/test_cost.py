@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -51,7 +52,7 @@ def test_explicit_dict_whole_config_or_section(raw: dict, table: tuple[Prices, U
     assert parse_prices(raw["pricing"]) == table
 
 
-def cheaper_config(tmp_path, raw: dict) -> str:
+def cheaper_config(tmp_path: Path, raw: dict) -> str:
     """A whole config file whose price table differs from the packaged one (half the OCU-hour, another GPU)."""
     changed = copy.deepcopy(raw)
     changed["pricing"].update(as_of="2027-01", opensearch_serverless_ocu_hour=0.12)
@@ -61,7 +62,7 @@ def cheaper_config(tmp_path, raw: dict) -> str:
     return str(path)
 
 
-def test_tailor_config_with_other_prices_changes_the_cost_model(tmp_path, raw: dict,
+def test_tailor_config_with_other_prices_changes_the_cost_model(tmp_path: Path, raw: dict,
                                                                   table: tuple[Prices, Usage]) -> None:
     cfg = load_settings(env={"TAILOR_CONFIG": cheaper_config(tmp_path, raw)})
     assert (cfg.prices.as_of, cfg.prices.ocu_hour, cfg.prices.hourly("ml.g5.12xlarge")) == ("2027-01", 0.12, 5.67)
@@ -73,7 +74,7 @@ def test_tailor_config_with_other_prices_changes_the_cost_model(tmp_path, raw: d
     assert after["hybrid"].total < before["hybrid"].total
 
 
-def test_load_prices_is_the_process_settings_price_table(tmp_path, raw: dict, table: tuple[Prices, Usage],
+def test_load_prices_is_the_process_settings_price_table(tmp_path: Path, raw: dict, table: tuple[Prices, Usage],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The deprecated load_prices() honours TAILOR_CONFIG too (it was the packaged YAML, always)."""
     monkeypatch.setenv("TAILOR_CONFIG", cheaper_config(tmp_path, raw))

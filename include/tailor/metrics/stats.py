@@ -30,7 +30,8 @@ class Summary:
 
 
 def _present(values: Iterable[float | None]) -> tuple[list[float], int]:
-    present, missing = [], 0
+    present: list[float] = []
+    missing = 0
     for value in values:
         if value is None:
             missing += 1
