@@ -26,7 +26,6 @@ ANSWER_OUTPUT_TOKENS = 100
 JUDGE_OUTPUT_TOKENS = 80
 JUDGE_MAX_TOKENS = 400  # tailor.metrics.judge.judge_answer's default maxTokens
 CHUNK_TOKENS = 300  # Bedrock FIXED_SIZE chunking maxTokens, config default (tokens on AWS; words locally)
-JUDGE_CONTEXT_CHARS = 6000  # the DAG's judge context cap when TAILOR__EVALUATION__JUDGE_CONTEXT_CHARS is unset
 
 
 @dataclass(frozen=True)
@@ -148,18 +147,16 @@ def quota_minutes(calls: float, tokens_reserved_per_call: float, quota: Quota) -
 
 def run(questions: int = QUESTIONS) -> tuple[str, bool]:
     """Return (markdown section, True: a projection has no goal)."""
-    from tailor.cost import load_prices, measured_run_cost
+    from tailor.cost import measured_run_cost
 
     cfg = production_settings()
     ev = cfg.evaluation
-    from tailor_airflow.defaults import DEFAULT_JUDGE_MODELS
-
-    judges = list(DEFAULT_JUDGE_MODELS)
+    judges = list(ev.judge_models)
     chunk_tokens = cfg.knowledge_base.chunk_max_tokens
-    tokens = prompt_tokens(JUDGE_CONTEXT_CHARS, chunk_tokens)
+    tokens = prompt_tokens(ev.judge_context_chars, chunk_tokens)
     limits = airflow_limits()
     provider = batch_operators()
-    prices, _ = load_prices()
+    prices = cfg.prices
     judge_fig, local_fig, bake_fig = _load("judge_stage"), _load("local_aws"), _load("bakeoff")
     bert_fig, wh_fig = _load("bertscore"), _load("warehouse")
 

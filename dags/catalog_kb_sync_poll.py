@@ -13,7 +13,7 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import chain, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from tailor.config import bucket
+from tailor.config import bucket, parse_time_setting
 from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
 from tailor_airflow.kb_sync import CATALOG_KEY_PARAM, catalog_sync_tasks, incoming_catalog_keys
 
@@ -33,7 +33,7 @@ def catalog_kb_sync_poll() -> None:
     wait_for_drop = S3KeySensor(
         task_id="wait_for_catalog_drop",
         bucket_name=bucket(),
-        bucket_key="catalog/incoming/*.txt",
+        bucket_key=f"{parse_time_setting('catalog', 'incoming_prefix')}*{parse_time_setting('catalog', 'suffix')}",
         wildcard_match=True,
         deferrable=True,
         poke_interval=60,

@@ -35,7 +35,7 @@ from tailor_airflow.finetune import (
 from tailor_airflow.sagemaker_operators import ResumableEndpointOperator, ResumableModelOperator, \
     ResumableTrainingOperator
 
-POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
+POLL_SECONDS: int = parse_time_setting("finetune", "poll_seconds")
 
 
 @dag(

@@ -1,4 +1,6 @@
-"""Monthly cost model of RAG, fine-tuning and hybrid, from the dated price table in ``config/defaults.yaml``.
+"""Monthly cost model of RAG, fine-tuning and hybrid, from the dated price table of the settings
+(``settings().prices`` / ``settings().usage``: the config file's ``pricing`` section, ``TAILOR_CONFIG`` or the
+packaged ``config/defaults.yaml``).
 
 Counted: OpenSearch Serverless OCU-hours (the RAG/hybrid vector store), Bedrock generation tokens (RAG),
 one SageMaker training job per month and the SageMaker real-time endpoint hours (fine-tuning/hybrid).
@@ -11,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from tailor.config import DEFAULT_CONFIG
 from tailor.exceptions import ConfigError
 
 APPROACHES = ("rag", "finetune", "hybrid")
@@ -77,12 +78,17 @@ def _number(section: dict[str, Any], key: str, where: str) -> float:
     return value
 
 
-def load_prices(raw: dict[str, Any] | None = None) -> tuple[Prices, Usage]:
-    """Read the ``pricing`` section (of ``raw``, a whole config or the section itself; else the packaged YAML)."""
-    if raw is None:
-        import yaml
+def load_prices() -> tuple[Prices, Usage]:
+    """The process-wide settings' price table and usage assumptions. Deprecated alias: use ``settings().prices``
+    and ``settings().usage``."""
+    from tailor.config import settings
 
-        raw = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8")) or {}
+    cfg = settings()
+    return cfg.prices, cfg.usage
+
+
+def parse_prices(raw: dict[str, Any]) -> tuple[Prices, Usage]:
+    """Validate a ``pricing`` section (``raw``: a whole config or the section itself), as the settings do."""
     section = raw.get("pricing", raw) or {}
     instances = section.get("instance_hour") or {}
     if not isinstance(instances, dict) or not instances:

@@ -1,8 +1,11 @@
 """A one-page HTML report of a bake-off run for readers who do not open the warehouse.
 
 Self-contained: inline CSS and inline SVG charts, no scripts, no external fonts or images, so it can be mailed,
-attached to a ticket or opened from S3. Every piece of text (approach names, errors, notes) is HTML-escaped.
-Renders with any subset of the approaches and without judge scores.
+attached to a ticket or opened from S3. The page is the Jinja2 template ``templates/report.html.j2`` (autoescaped:
+approach names, errors, notes and every other value are HTML-escaped); the SVG charts are built here, their text
+escaped with :func:`html.escape`, and passed to the template as :class:`markupsafe.Markup`. Jinja2 is imported
+when a report is rendered, not at DAG parse time. Renders with any subset of the approaches and without judge
+scores.
 """
 
 from __future__ import annotations
@@ -11,48 +14,18 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tailor.cost import APPROACHES
 from tailor.summary import DISPLAY_NAMES, TABLE_HEADER, ApproachSummary, fmt, fmt_ci, fmt_usd, table_cells
 
+if TYPE_CHECKING:
+    from markupsafe import Markup
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 COLORS = {"rag": "#1f77b4", "finetune": "#d95f02", "hybrid": "#1b9e77"}
 OTHER_COLOR = "#666666"
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 2rem auto;
-       max-width: 980px; padding: 0 1rem; line-height: 1.45; }
-h1 { font-size: 1.5rem; margin-bottom: .2rem; }
-h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
-.meta { color: #666; font-size: .9rem; }
-.headline { font-size: 1.1rem; background: #f4f7fb; border-left: 4px solid #1f77b4; padding: .7rem 1rem; }
-table { border-collapse: collapse; width: 100%; font-size: .92rem; }
-th, td { padding: .35rem .6rem; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child, th:last-child, td:last-child { text-align: left; }
-th { background: #fafafa; }
-.swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 50%; margin-right: .4rem;
-          vertical-align: -.05rem; }
-.status-failed { color: #b00020; font-weight: 600; }
-.status-partial { color: #a15c00; }
-.charts { display: flex; flex-wrap: wrap; gap: 1rem; }
-.chart { flex: 0 0 auto; }
-.problems li, .notes li { margin-bottom: .3rem; }
-.problems code { white-space: pre-wrap; word-break: break-word; }
-.small { color: #666; font-size: .85rem; }
-svg text { font-family: inherit; }
-"""
-
-GLOSSARY = (
-    ("BERTScore", "F1 similarity of the answer to the reference answer (higher is better); ± is the 95% "
-                  "confidence half-width of the mean over the scored questions."),
-    ("judge", "mean LLM-judge score (0-1), when a judge ran."),
-    ("key-fact", "share of the reference's key facts (numbers, codes) found in the answer."),
-    ("hit rate", "share of questions whose retrieved context came from the right product (RAG and hybrid only)."),
-    ("p50/p95 s", "median and 95th-percentile answer latency in seconds (successful answers)."),
-    ("$/month", "modelled monthly cost from the dated price table and usage assumptions; run $ is what this "
-                "evaluation run itself cost (endpoint time is an upper bound)."),
-    ("truncated", "answers cut at the generation budget (evaluation.max_tokens) of those whose stop reason the "
-                  "model service reported; a cut answer is scored as the incomplete answer it is."),
-)  # fmt: skip
 
 
 def _e(value: object) -> str:
@@ -287,17 +260,21 @@ def bar_charts(summaries: Sequence[ApproachSummary]) -> list[str]:
 # --- the page --------------------------------------------------------------------------------------------------
 
 
-def _table(summaries: Sequence[ApproachSummary]) -> str:
-    header = list(TABLE_HEADER[:-1]) + ["n", "run $", TABLE_HEADER[-1]]
-    rows = ["<table>", "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
+def _rows(summaries: Sequence[ApproachSummary]) -> list[dict[str, Any]]:
+    """The summary table's rows: swatch colour, name, the middle cells (as text) and the status."""
+    rows = []
     for s in summaries:
-        cells = list(table_cells(s))
-        name = (f'<span class="swatch" style="background:{_color(s.approach)}"></span>{_e(cells[0])}')
-        middle = [_e(c) for c in cells[1:-1]] + [_e(s.n), _e(fmt_usd(s.run_cost_usd))]
-        status = f'<span class="status-{_e(s.status)}">{_e(cells[-1])}</span>'
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in [name, *middle, status]) + "</tr>")
-    rows += ["</tbody>", "</table>"]
-    return "\n".join(rows)
+        cells = table_cells(s)
+        rows.append({"color": _color(s.approach), "name": cells[0], "status": s.status, "status_text": cells[-1],
+                     "cells": [*cells[1:-1], s.n, fmt_usd(s.run_cost_usd)]})
+    return rows
+
+
+def _markup(svg: str) -> Markup:
+    """An SVG chart built above (its text already escaped) as safe markup for the autoescaping template."""
+    from markupsafe import Markup
+
+    return Markup(svg)  # every value in the SVG went through _e
 
 
 def render_report(
@@ -309,62 +286,34 @@ def render_report(
     notes: Sequence[str],
 ) -> str:
     """The whole HTML page (a string); write it with ``encoding="utf-8"``."""
+    import jinja2
+    from markupsafe import Markup
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        # the same entities as html.escape(quote=True) (markupsafe writes &#39; for a quote, html.escape &#x27;)
+        finalize=lambda value: value if isinstance(value, Markup) else Markup(escape(str(value), quote=True)),
+    )
     when = generated_at.isoformat(timespec="seconds") if isinstance(generated_at, datetime) else str(generated_at)
     scatter, skipped = scatter_svg(summaries)
-    body = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Bake-off report {_e(run_id)}</title>",
-        f"<style>{CSS}</style>",
-        "</head>",
-        "<body>",
-        "<h1>RAG vs fine-tuning vs hybrid: bake-off report</h1>",
-        f'<p class="meta">Run <code>{_e(run_id)}</code> &middot; dataset {_e(dataset_version or "n/a")} '
-        f"&middot; generated {_e(when)}</p>",
-        f'<p class="headline">{_e(headline(summaries))}</p>',
-        "<h2>Summary</h2>",
-    ]
-    if summaries:
-        body.append(_table(summaries))
-        windowed = [f"{_name(s)} {s.n_bertscore_windowed} of {s.n_scored}" for s in summaries if s.n_bertscore_windowed]
-        if windowed:
-            body.append(f'<p class="small">BERTScore over sentence windows (answer or reference longer than the '
-                        f"scoring model's window, never truncated): {_e(', '.join(windowed))}.</p>")
-    else:
-        body.append("<p>No results.</p>")
-    body.append("<h2>Quality, cost and latency</h2>")
-    if summaries:
-        body.append(f'<div class="chart">{scatter}</div>')
-        body.append('<p class="small">Up and left is better. Bubble area grows with the median latency; '
-                    "vertical bars are 95% confidence intervals of the mean BERTScore.</p>")
-        if skipped:
-            body.append(f'<p class="small">Not plotted (no BERTScore or no cost): {_e(", ".join(skipped))}.</p>')
-        if all(s.judge_score.mean is None for s in summaries):
-            body.append('<p class="small">No LLM-judge scores in this run.</p>')
-        body.append('<div class="charts">')
-        body += [f'<div class="chart">{chart}</div>' for chart in bar_charts(summaries)]
-        body.append("</div>")
-    else:
-        body.append("<p>Nothing to chart.</p>")
-    problems = [s for s in summaries if s.first_error]
-    if problems:
-        body.append("<h2>Errors</h2>")
-        body.append('<ul class="problems">')
-        for s in problems:
-            body.append(f"<li><strong>{_e(_name(s))}</strong>: {_e(s.n_errors)} of {_e(s.n)} questions failed "
-                        f"({_e(s.status)}). First error: <code>{_e(s.first_error)}</code></li>")  # fmt: skip
-        body.append("</ul>")
-    body.append("<h2>How to read this</h2>")
-    body.append('<ul class="notes">')
-    body += [f"<li><strong>{_e(term)}</strong>: {_e(text)}</li>" for term, text in GLOSSARY]
-    body.append("</ul>")
-    if notes:
-        body.append("<h2>Notes</h2>")
-        body.append('<ul class="notes">')
-        body += [f"<li>{_e(note)}</li>" for note in notes]
-        body.append("</ul>")
-    body += ["</body>", "</html>", ""]
-    return "\n".join(body)
+    return environment.get_template("report.html.j2").render(
+        run_id=run_id,
+        dataset_version=dataset_version,
+        generated_at=when,
+        headline=headline(summaries),
+        header=[*TABLE_HEADER[:-1], "n", "run $", TABLE_HEADER[-1]],
+        rows=_rows(summaries),
+        windowed=[f"{_name(s)} {s.n_bertscore_windowed} of {s.n_scored}" for s in summaries if s.n_bertscore_windowed],
+        scatter=_markup(scatter),
+        skipped=skipped,
+        judged=any(s.judge_score.mean is not None for s in summaries),
+        charts=[_markup(chart) for chart in bar_charts(summaries)],
+        problems=[{"name": _name(s), "n_errors": s.n_errors, "n": s.n, "status": s.status,
+                   "first_error": s.first_error} for s in summaries if s.first_error],
+        notes=list(notes),
+    )

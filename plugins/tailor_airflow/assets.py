@@ -1,15 +1,13 @@
-"""The assets the DAGs produce and consume (URIs are built from the environment only: parse-time safe)."""
+"""The assets the DAGs produce and consume (URIs from tailor.config's parse-time settings: environment only)."""
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import Asset, AssetWatcher
 
-from tailor.config import ENV_PREFIX, bucket
+from tailor.config import bucket, parse_time_setting
 
-#: The SQS queue that receives the bucket's ``catalog/incoming/*.txt`` notifications.
-CATALOG_QUEUE_URL = os.environ.get(f"{ENV_PREFIX}AWS__CATALOG_QUEUE_URL", "")
+#: The SQS queue that receives the bucket's ``catalog/incoming/*.txt`` notifications (TAILOR__AWS__CATALOG_QUEUE_URL).
+CATALOG_QUEUE_URL: str = parse_time_setting("aws", "catalog_queue_url")
 
 
 def _catalog_drop_watchers() -> list[AssetWatcher]:

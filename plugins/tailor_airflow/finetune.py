@@ -18,8 +18,8 @@ from tailor_airflow.clients import CHAMPION_KEY, champion_method, settings_and_s
 PROMOTIONS = AssetAlias(name="finetuned-model-promotions")
 #: Endpoint waits (seconds): poll interval, and how long a create/update/delete may take (an 8B LMI endpoint
 #: takes 10-30 min to come up on AWS; a blue/green update as long, plus the old fleet's draining).
-POLL_SECONDS = parse_time_setting("finetune", "poll_seconds", 60)
-ENDPOINT_TIMEOUT_SECONDS = parse_time_setting("finetune", "endpoint_timeout_seconds", 2 * 3600)
+POLL_SECONDS: int = parse_time_setting("finetune", "poll_seconds")
+ENDPOINT_TIMEOUT_SECONDS: int = parse_time_setting("finetune", "endpoint_timeout_seconds")
 
 
 @task(multiple_outputs=True)

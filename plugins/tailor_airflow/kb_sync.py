@@ -13,7 +13,7 @@ from airflow.providers.amazon.aws.operators.bedrock import BedrockIngestDataOper
 from airflow.sdk import Param, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from tailor.config import parse_time_setting, parse_time_text
+from tailor.config import parse_time_setting
 from tailor.kb_sync import catalog_key_pattern
 from tailor_airflow.assets import KB_SYNCED
 from tailor_airflow.sensors import StrictIngestionJobSensor
@@ -27,10 +27,10 @@ CATALOG_KEY_PARAM = {
         "",
         type="string",
         maxLength=1024,
-        # Parse time reads the environment only: with prefixes changed in a config file, the task re-checks.
-        pattern=catalog_key_pattern(parse_time_text("catalog", "incoming_prefix", "catalog/incoming/"),
-                                    parse_time_text("catalog", "versions_prefix", "catalog/versions/"),
-                                    parse_time_text("catalog", "suffix", ".txt")),
+        # Parse-time settings (environment only): the same prefixes the sync task reads from settings().
+        pattern=catalog_key_pattern(parse_time_setting("catalog", "incoming_prefix"),
+                                    parse_time_setting("catalog", "versions_prefix"),
+                                    parse_time_setting("catalog", "suffix")),
         title="Catalog key",
         description=(
             "S3 key of one catalog drop to (re-)sync by hand, e.g. catalog/incoming/products.txt, or of an "
@@ -169,7 +169,7 @@ def catalog_sync_tasks(keys: Any) -> None:
         data_source_id=staged["data_source_id"],
         ingestion_job_id=start.output,
         deferrable=True,
-        poke_interval=parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10),
-        timeout_seconds=60 * parse_time_setting("knowledge_base", "ingestion_timeout_minutes", 60),
+        poke_interval=parse_time_setting("knowledge_base", "ingestion_poll_seconds"),
+        timeout_seconds=60 * parse_time_setting("knowledge_base", "ingestion_timeout_minutes"),
     )
     chain(ingestion_needed(staged["changed"]), start, wait, publish_kb_version(staged, checked, wait.output))

@@ -80,6 +80,9 @@ PARSE_TIME_VARS = {
     "TAILOR__AWS__BUCKET": True,
     "TAILOR__AWS__CATALOG_QUEUE_URL": True,
     "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": False,
+    "TAILOR__CATALOG__INCOMING_PREFIX": False,
+    "TAILOR__CATALOG__VERSIONS_PREFIX": False,
+    "TAILOR__CATALOG__SUFFIX": False,
     "TAILOR__EVALUATION__JUDGE_MODELS": False,
     "TAILOR__EVALUATION__ON_ASSET_UPDATES": False,
     "TAILOR__EVALUATION__JUDGE_CONTEXT_CHARS": False,
@@ -401,7 +404,9 @@ def test_dockerfile_matches_requirements_and_compose_targets() -> None:
 
 def test_parse_time_variables_are_known() -> None:
     """A new parse-time TAILOR__ read must be added here, and thereby to the stack's checks below."""
-    assert parse_time_reads() == set(PARSE_TIME_VARS)
+    from tailor.config import parse_time_variables
+
+    assert parse_time_reads() == set(PARSE_TIME_VARS) == set(parse_time_variables())  # each declared in tailor.config
 
 
 def test_aws_mode_sets_every_required_tailor_variable() -> None:

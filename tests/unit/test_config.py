@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,18 @@ import pytest
 from tailor.config import (
     DEFAULT_BUCKET,
     DEFAULT_CONFIG,
+    DEFAULT_JUDGE_MODELS,
+    SECTIONS,
+    AirflowSettings,
     AwsSettings,
     CatalogSettings,
     KnowledgeBaseSettings,
     Settings,
     bucket,
+    is_parse_time,
     load_settings,
     parse_time_setting,
+    parse_time_variables,
 )
 from tailor.exceptions import ConfigError, TailorError
 
@@ -31,6 +37,7 @@ def test_load_settings_defaults() -> None:
     settings = load_settings(env={})
     assert isinstance(settings, Settings)
     assert settings.aws == AwsSettings(conn_id="aws_default", catalog_queue_url="", bucket=DEFAULT_BUCKET)
+    assert settings.airflow == AirflowSettings(retry_delay_seconds=60)
     assert settings.aws.bucket == "tailor-bakeoff"
     assert settings.catalog == CatalogSettings(
         incoming_prefix="catalog/incoming/",
@@ -95,12 +102,19 @@ def test_env_override_with_empty_string_replaces_string_default() -> None:
     assert settings.catalog.suffix == ""
 
 
-def test_bucket_in_config_file_is_replaced_by_env_or_default(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("section", "line"), [("aws", "bucket: from-the-file"),
+                                             ("aws", "catalog_queue_url: https://sqs/q"),
+                                             ("catalog", "suffix: .md"),
+                                             ("knowledge_base", "ingestion_poll_seconds: 5")])
+def test_a_parse_time_setting_in_a_config_file_is_refused(tmp_path: Path, section: str, line: str) -> None:
+    """DAG parsing never reads the file: a value there would differ between parse time and the tasks."""
     config = tmp_path / "config.yaml"
     config.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8").replace(
-        "aws:\n", "aws:\n  bucket: from-the-file\n", 1), encoding="utf-8")
-    assert load_settings(config, env={}).aws.bucket == DEFAULT_BUCKET
-    assert load_settings(config, env={"TAILOR__AWS__BUCKET": "from-env"}).aws.bucket == "from-env"
+        f"{section}:\n", f"{section}:\n  {line}\n", 1), encoding="utf-8")
+    key = line.split(":")[0]
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} is read at DAG parse time.*"
+                                          rf"TAILOR__{section.upper()}__{key.upper()}"):
+        load_settings(config, env={})
 
 
 @pytest.mark.parametrize("value", ["five", "5.0", "", " "])
@@ -204,33 +218,92 @@ def test_invalid_boolean_override_names_the_variable() -> None:
 # --- parse-time settings -------------------------------------------------------------------------------------
 
 
-def test_parse_time_setting_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parse_time_setting_default_comes_from_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", raising=False)
-    assert parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10) == 10
+    assert parse_time_setting("knowledge_base", "ingestion_poll_seconds") == 10
+    monkeypatch.delenv("TAILOR__EVALUATION__MIN_JUDGES", raising=False)
+    assert parse_time_setting("evaluation", "min_judges") == 2
 
 
 def test_parse_time_setting_empty_uses_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", "")
-    assert parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10) == 10
+    assert parse_time_setting("knowledge_base", "ingestion_poll_seconds") == 10
+    monkeypatch.setenv("TAILOR__AWS__CATALOG_QUEUE_URL", "")  # text: empty is a value (no queue)
+    assert parse_time_setting("aws", "catalog_queue_url") == ""
 
 
 def test_parse_time_setting_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_TIMEOUT_MINUTES", "15")
-    value = parse_time_setting("knowledge_base", "ingestion_timeout_minutes", 60)
+    value = parse_time_setting("knowledge_base", "ingestion_timeout_minutes")
     assert value == 15
     assert type(value) is int
 
 
 def test_parse_time_setting_uses_upper_case_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", "3")
-    assert parse_time_setting("Knowledge_Base", "Ingestion_Poll_Seconds", 10) == 3
+    assert parse_time_setting("Knowledge_Base", "Ingestion_Poll_Seconds") == 3
+
+
+def test_parse_time_judge_models_is_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILOR__EVALUATION__JUDGE_MODELS", raising=False)
+    assert parse_time_setting("evaluation", "judge_models") == DEFAULT_JUDGE_MODELS
+    monkeypatch.setenv("TAILOR__EVALUATION__JUDGE_MODELS", " a.model-v1:0 ,, us.b.model-v2:0 ")
+    assert parse_time_setting("evaluation", "judge_models") == ("a.model-v1:0", "us.b.model-v2:0")
+
+
+def test_a_default_repeated_at_a_call_site_must_match_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILOR__EVALUATION__MIN_JUDGES", raising=False)
+    assert parse_time_setting("evaluation", "min_judges", 2) == 2  # the old three-argument form still works
+    with pytest.raises(ConfigError, match=r"declared default is 2"):
+        parse_time_setting("evaluation", "min_judges", 3)
+
+
+@pytest.mark.parametrize(("section", "key", "says"), [("knowledge_base", "top_k", "not read at parse time"),
+                                                      ("evaluation", "no_such_key", "no setting"),
+                                                      ("nowhere", "min_judges", "no setting")])
+def test_parse_time_setting_refuses_what_is_not_a_declared_parse_time_setting(section: str, key: str,
+                                                                                says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        parse_time_setting(section, key)
+
+
+def test_parse_time_settings_are_part_of_the_settings_object() -> None:
+    env = {"TAILOR__EVALUATION__MIN_JUDGES": "3", "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": "1",
+           "TAILOR__AWS__CATALOG_QUEUE_URL": "https://sqs/q", "TAILOR__CATALOG__SUFFIX": ".md"}
+    cfg = load_settings(env=env)
+    assert (cfg.evaluation.min_judges, cfg.airflow, cfg.aws.catalog_queue_url, cfg.catalog.suffix) == (
+        3, AirflowSettings(retry_delay_seconds=1), "https://sqs/q", ".md")
+    defaults = load_settings(env={})
+    assert (defaults.finetune.poll_seconds, defaults.finetune.endpoint_timeout_seconds) == (60, 7200)
+    assert defaults.evaluation.judge_models == DEFAULT_JUDGE_MODELS
+    # every declared parse-time setting: one environment variable, its default in the settings object
+    declared = parse_time_variables()
+    assert len(declared) == sum(is_parse_time(f) for cls in SECTIONS.values() for f in fields(cls)) == 14
+    for name, cls in SECTIONS.items():
+        for f in fields(cls):
+            if is_parse_time(f):
+                assert getattr(getattr(defaults, name), f.name) == declared[f"TAILOR__{name.upper()}__"
+                                                                            f"{f.name.upper()}"]
+
+
+def test_parse_time_settings_never_import_yaml() -> None:
+    """The parse-time accessor is cheap: a fresh interpreter reads every parse-time setting without yaml."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from tailor.config import parse_time_setting, parse_time_variables; "
+            "[parse_time_setting(*v.lower().split('__')[1:]) for v in parse_time_variables()]; "
+            "print(sorted(m for m in ('yaml', 'boto3', 'botocore', 'tailor.cost') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO_ROOT / "include")}).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("raw", ["ten", "1.5", "10s"])
 def test_parse_time_setting_invalid(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS", raw)
     with pytest.raises(ConfigError) as caught:
-        parse_time_setting("knowledge_base", "ingestion_poll_seconds", 10)
+        parse_time_setting("knowledge_base", "ingestion_poll_seconds")
     message = str(caught.value)
     assert "TAILOR__KNOWLEDGE_BASE__INGESTION_POLL_SECONDS" in message
     assert repr(raw) in message

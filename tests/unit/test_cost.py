@@ -1,15 +1,17 @@
-"""Unit tests of tailor.cost: the seed's monthly figures, each formula, the price table and the errors."""
+"""Unit tests of tailor.cost: the seed's monthly figures, each formula, the price table (part of the settings,
+`TAILOR_CONFIG` included) and the errors."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tailor.config import DEFAULT_CONFIG
-from tailor.cost import MonthlyCost, Prices, Usage, load_prices, measured_run_cost, monthly_costs
+from tailor.config import DEFAULT_CONFIG, load_settings, settings
+from tailor.cost import MonthlyCost, Prices, Usage, load_prices, measured_run_cost, monthly_costs, parse_prices
 from tailor.exceptions import ConfigError
 
 SEED_FIGURES = {"rag": 548.0, "finetune": 5107.0, "hybrid": 5457.0}
@@ -22,7 +24,8 @@ def raw() -> dict:
 
 @pytest.fixture(scope="module")
 def table() -> tuple[Prices, Usage]:
-    return load_prices()
+    cfg = load_settings(env={})
+    return cfg.prices, cfg.usage
 
 
 def test_price_table_is_dated_and_matches_the_brief(table: tuple[Prices, Usage]) -> None:
@@ -45,8 +48,43 @@ def test_every_price_has_a_source_comment() -> None:
 
 
 def test_explicit_dict_whole_config_or_section(raw: dict, table: tuple[Prices, Usage]) -> None:
-    assert load_prices(raw) == table
-    assert load_prices(raw["pricing"]) == table
+    assert parse_prices(raw) == table
+    assert parse_prices(raw["pricing"]) == table
+
+
+def cheaper_config(tmp_path: Path, raw: dict) -> str:
+    """A whole config file whose price table differs from the packaged one (half the OCU-hour, another GPU)."""
+    changed = copy.deepcopy(raw)
+    changed["pricing"].update(as_of="2027-01", opensearch_serverless_ocu_hour=0.12)
+    changed["pricing"]["instance_hour"]["ml.g5.12xlarge"] = 5.67
+    path = tmp_path / "prices.yaml"
+    path.write_text(yaml.safe_dump(changed), encoding="utf-8")
+    return str(path)
+
+
+def test_tailor_config_with_other_prices_changes_the_cost_model(tmp_path: Path, raw: dict,
+                                                                  table: tuple[Prices, Usage]) -> None:
+    cfg = load_settings(env={"TAILOR_CONFIG": cheaper_config(tmp_path, raw)})
+    assert (cfg.prices.as_of, cfg.prices.ocu_hour, cfg.prices.hourly("ml.g5.12xlarge")) == ("2027-01", 0.12, 5.67)
+    assert cfg.usage == table[1]
+    before, after = monthly_costs(*table), monthly_costs(cfg.prices, cfg.usage)
+    assert after["rag"].components["opensearch_serverless"] == pytest.approx(
+        before["rag"].components["opensearch_serverless"] / 2)
+    assert after["finetune"].total == pytest.approx(15 / 60 * 5.67 + 5.67 * 24 * 30)
+    assert after["hybrid"].total < before["hybrid"].total
+
+
+def test_load_prices_is_the_process_settings_price_table(tmp_path: Path, raw: dict, table: tuple[Prices, Usage],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deprecated load_prices() honours TAILOR_CONFIG too (it was the packaged YAML, always)."""
+    monkeypatch.setenv("TAILOR_CONFIG", cheaper_config(tmp_path, raw))
+    settings.cache_clear()
+    try:
+        prices, usage = load_prices()
+        assert (prices.ocu_hour, usage) == (0.12, table[1])
+        assert (prices, usage) == (settings().prices, settings().usage)
+    finally:
+        settings.cache_clear()
 
 
 def test_seed_figures_within_two_percent_and_exact_formula(table: tuple[Prices, Usage]) -> None:
@@ -102,7 +140,7 @@ def test_business_hours_endpoint_costs_a_third(table: tuple[Prices, Usage]) -> N
 def test_endpoint_hours_default_to_24(raw: dict) -> None:
     section = copy.deepcopy(raw["pricing"])
     del section["usage"]["endpoint_hours_per_day"]
-    assert load_prices(section)[1].endpoint_hours_per_day == 24
+    assert parse_prices(section)[1].endpoint_hours_per_day == 24
 
 
 def test_measured_run_cost(table: tuple[Prices, Usage]) -> None:
@@ -125,7 +163,7 @@ def test_unknown_instance_type_names_it_and_the_known_ones(raw: dict, table: tup
     section = copy.deepcopy(raw["pricing"])
     section["usage"]["instance_type"] = "ml.p4d.24xlarge"
     with pytest.raises(ConfigError, match="ml.p4d.24xlarge"):
-        load_prices(section)
+        parse_prices(section)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +178,7 @@ def test_invalid_usage_names_the_field(table: tuple[Prices, Usage], raw: dict, f
     section = copy.deepcopy(raw["pricing"])
     section["usage"][field] = value
     with pytest.raises(ConfigError, match=field):
-        load_prices(section)
+        parse_prices(section)
 
 
 def test_zero_is_valid_where_it_means_nothing_used(table: tuple[Prices, Usage]) -> None:
@@ -166,7 +204,7 @@ def test_bad_price_table_names_the_setting(raw: dict, mutate, message: str) -> N
     section = copy.deepcopy(raw["pricing"])
     mutate(section)
     with pytest.raises(ConfigError, match=message):
-        load_prices(section)
+        parse_prices(section)
 
 
 def test_negative_measured_inputs_are_rejected(table: tuple[Prices, Usage]) -> None:

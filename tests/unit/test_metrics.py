@@ -24,10 +24,8 @@ from tailor.metrics import (
     key_facts,
     mean_ci,
     percentile,
-    t_ppf,
 )
 from tailor.metrics.bertscore import BertScoreReport, CausalLMTokenizer, is_decoder_only, sentence_windows
-from tailor.metrics.stats import t_cdf
 
 # --- key facts -------------------------------------------------------------------------------------------------
 
@@ -268,7 +266,7 @@ def test_key_facts_of_list_shaped_text(text: str, expected: set[str]) -> None:
 
 # --- statistics ------------------------------------------------------------------------------------------------
 
-# Student-t quantiles from standard tables (and scipy.stats.t.ppf), 4+ significant digits
+# Student-t quantiles from standard tables, 4+ significant digits: (p, df, t_p(df))
 T_TABLE = [
     (0.975, 1, 12.7062),
     (0.975, 2, 4.3027),
@@ -287,31 +285,30 @@ T_TABLE = [
 ]
 
 
+def t_factor(values: list[float], confidence: float) -> float:
+    """The Student-t quantile mean_ci used: its half-width over the standard error."""
+    summary = mean_ci(values, confidence=confidence)
+    assert summary.ci_low is not None and summary.ci_high is not None and summary.std
+    return (summary.ci_high - summary.ci_low) / 2 / (summary.std / math.sqrt(summary.n))
+
+
 @pytest.mark.parametrize(("p", "df", "expected"), T_TABLE)
-def test_t_ppf_matches_tables(p: float, df: int, expected: float) -> None:
-    assert t_ppf(p, df) == pytest.approx(expected, abs=5e-4, rel=1e-4)
+def test_mean_ci_uses_the_tabled_t_quantile(p: float, df: int, expected: float) -> None:
+    values = [float(i % 7) for i in range(df + 1)]  # n = df + 1 samples, two-sided interval at 2p - 1
+    assert t_factor(values, 2 * p - 1) == pytest.approx(expected, abs=5e-4, rel=1e-4)
 
 
-def test_t_ppf_brief_values_within_0_005() -> None:
-    assert abs(t_ppf(0.975, 10) - 2.228) < 0.005
-    assert abs(t_ppf(0.975, 44) - 2.015) < 0.005
+def test_mean_ci_brief_values_within_0_005() -> None:
+    assert abs(t_factor([float(i) for i in range(11)], 0.95) - 2.228) < 0.005
+    assert abs(t_factor([float(i % 5) for i in range(45)], 0.95) - 2.015) < 0.005
 
 
-def test_t_ppf_symmetry_median_normal_limit_and_cdf_inverse() -> None:
-    assert t_ppf(0.025, 10) == pytest.approx(-t_ppf(0.975, 10), abs=1e-12)
-    assert t_ppf(0.5, 7) == 0.0
-    assert t_ppf(0.975, math.inf) == pytest.approx(1.959964, abs=1e-6)
-    assert t_ppf(0.975, 1e6) == pytest.approx(1.959966, abs=1e-5)
-    for df in (1, 2.5, 9, 60):
-        for p in (0.6, 0.9, 0.99):
-            assert t_cdf(t_ppf(p, df), df) == pytest.approx(p, abs=1e-9)
-    assert t_cdf(0.0, 3) == pytest.approx(0.5)
-
-
-@pytest.mark.parametrize(("p", "df"), [(0.0, 5), (1.0, 5), (-0.1, 5), (0.975, 0), (0.975, -1)])
-def test_t_ppf_rejects_bad_arguments(p: float, df: float) -> None:
-    with pytest.raises(ValueError):
-        t_ppf(p, df)
+def test_mean_ci_interval_is_symmetric_and_narrows_towards_the_normal_limit() -> None:
+    summary = mean_ci([0.1, 0.4, 0.35, 0.8, 0.55])
+    assert summary.mean - summary.ci_low == pytest.approx(summary.ci_high - summary.mean, abs=1e-12)
+    many = [float(i % 10) for i in range(20_001)]
+    assert t_factor(many, 0.95) == pytest.approx(1.960083, abs=1e-5)  # t(0.975, 20000), just above z = 1.959964
+    assert t_factor(many, 0.95) > 1.959964
 
 
 def test_mean_ci_known_values() -> None:

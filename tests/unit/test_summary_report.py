@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tailor.cost import Prices, Usage, load_prices, measured_run_cost, monthly_costs
+from tailor.config import load_settings
+from tailor.cost import Prices, Usage, measured_run_cost, monthly_costs
 from tailor.metrics.stats import mean_ci, percentile
 from tailor.report import render_report
 from tailor.summary import SUMMARY_COLUMNS, ApproachSummary, format_table, score_rows, summarize, write_summary_csv
@@ -53,7 +54,8 @@ def build_records() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def table() -> tuple[Prices, Usage]:
-    return load_prices()
+    cfg = load_settings(env={})
+    return cfg.prices, cfg.usage
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +297,23 @@ def test_report_contains_every_approach_and_escapes(summaries: list[ApproachSumm
     assert "<script>alert('x')</script>" in text  # shown to the reader as text
     assert "endpoint timeout" in text  # failed approach's first error is listed
 
+
+
+def test_hostile_text_in_errors_notes_and_run_id_is_escaped_by_the_template(table: tuple[Prices, Usage]) -> None:
+    prices, usage = table
+    attack = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+    records = [record("s1", "rag", error=f"ModelError: {attack}"), record("s2", "rag", answer=attack),
+               record("s1", "hybrid", error=attack)]
+    hostile = summarize(records, prices=prices, usage=usage, endpoint_instance_type=INSTANCE)
+    page = render_report(hostile, run_id=f"manual__{attack}", dataset_version=attack, generated_at=attack,
+                         notes=[f"catalog note {attack}"])  # fmt: skip
+    assert "<script" not in page and "<img" not in page
+    escaped = "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+    assert page.count(escaped) == 7  # title, run, dataset, generated, two first errors, the note
+    parser = parse(page)
+    assert parser.scripts == 0 and "img" not in parser.tags
+    text = " ".join(parser.text)
+    assert f"ModelError: {attack}" in text and f"catalog note {attack}" in text
 
 def test_report_without_judge_and_with_missing_approaches(table: tuple[Prices, Usage]) -> None:
     prices, usage = table

@@ -7,7 +7,7 @@ local model comes from.
 
 from tailor.metrics.bertscore import LOCAL_NUM_LAYERS, PRODUCTION_MODEL, PRODUCTION_NUM_LAYERS, BertScorer
 from tailor.metrics.facts import key_fact_match, key_facts
-from tailor.metrics.stats import Summary, mean_ci, percentile, t_ppf
+from tailor.metrics.stats import Summary, mean_ci, percentile
 
 __all__ = [
     "LOCAL_NUM_LAYERS",
@@ -19,5 +19,4 @@ __all__ = [
     "key_facts",
     "mean_ci",
     "percentile",
-    "t_ppf",
 ]
