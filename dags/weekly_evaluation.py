@@ -36,7 +36,7 @@ WEEKLY = CronTriggerTimetable("0 6 * * 1", timezone="UTC")
 
 
 def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
-    if not parse_time_setting("evaluation", "on_asset_updates", 0):
+    if not parse_time_setting("evaluation", "on_asset_updates"):
         return WEEKLY
     from airflow.timetables.assets import AssetOrTimeSchedule
 
@@ -79,8 +79,8 @@ def weekly_evaluation() -> None:
         output_uri=scored["judged_uri"],
         checkpoint_uri=scored["judgements_uri"],
         judge_model_ids="{{ params.judge_models | join(',') }}",
-        max_context_chars=parse_time_setting("evaluation", "judge_context_chars", 6000),
-        min_judges=parse_time_setting("evaluation", "min_judges", 2),
+        max_context_chars=parse_time_setting("evaluation", "judge_context_chars"),
+        min_judges=parse_time_setting("evaluation", "min_judges"),
     )
     summarized = summarize_results(scored, judged.output)
     outputs = [load_warehouse(summarized, WAREHOUSE_CONN_ID), publish_results(summarized)]

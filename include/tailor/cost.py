@@ -14,8 +14,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from tailor.exceptions import ConfigError
+from tailor.records import Approach
 
-APPROACHES = ("rag", "finetune", "hybrid")
+APPROACHES = tuple(Approach.values())
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,6 @@ def _number(section: dict[str, Any], key: str, where: str) -> float:
     if value < 0:
         raise ConfigError(f"setting {where}.{key}={value!r} must not be negative")
     return value
-
-
-def load_prices() -> tuple[Prices, Usage]:
-    """The process-wide settings' price table and usage assumptions. Deprecated alias: use ``settings().prices``
-    and ``settings().usage``."""
-    from tailor.config import settings
-
-    cfg = settings()
-    return cfg.prices, cfg.usage
 
 
 def parse_prices(raw: dict[str, Any]) -> tuple[Prices, Usage]:

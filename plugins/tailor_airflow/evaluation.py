@@ -210,15 +210,13 @@ def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, 
 @task
 def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Per-approach summaries, computed once for the warehouse and the report: ``summary.json`` under the run."""
-    from tailor.cost import load_prices
     from tailor.summary import summaries_to_json, summarize
 
     cfg, s3 = settings_and_s3()
     layout = _layout(cfg, scored["prefix"])
     records = _records(s3, layout, layout.judged)
     dataset = _read_json(s3, layout, layout.dataset)
-    prices, usage = load_prices()
-    summaries = summarize([r.to_json() for r in records], prices=prices, usage=usage,
+    summaries = summarize([r.to_json() for r in records], prices=cfg.prices, usage=cfg.usage,
                           endpoint_instance_type=cfg.finetune.endpoint_instance_type)
     panel = judge_panel_problem(judged)
     notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tailor.config import DEFAULT_CONFIG, load_settings, settings
-from tailor.cost import MonthlyCost, Prices, Usage, load_prices, measured_run_cost, monthly_costs, parse_prices
+from tailor.config import DEFAULT_CONFIG, load_settings
+from tailor.cost import MonthlyCost, Prices, Usage, measured_run_cost, monthly_costs, parse_prices
 from tailor.exceptions import ConfigError
 
 SEED_FIGURES = {"rag": 548.0, "finetune": 5107.0, "hybrid": 5457.0}
@@ -72,19 +72,6 @@ def test_tailor_config_with_other_prices_changes_the_cost_model(tmp_path: Path, 
         before["rag"].components["opensearch_serverless"] / 2)
     assert after["finetune"].total == pytest.approx(15 / 60 * 5.67 + 5.67 * 24 * 30)
     assert after["hybrid"].total < before["hybrid"].total
-
-
-def test_load_prices_is_the_process_settings_price_table(tmp_path: Path, raw: dict, table: tuple[Prices, Usage],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The deprecated load_prices() honours TAILOR_CONFIG too (it was the packaged YAML, always)."""
-    monkeypatch.setenv("TAILOR_CONFIG", cheaper_config(tmp_path, raw))
-    settings.cache_clear()
-    try:
-        prices, usage = load_prices()
-        assert (prices.ocu_hour, usage) == (0.12, table[1])
-        assert (prices, usage) == (settings().prices, settings().usage)
-    finally:
-        settings.cache_clear()
 
 
 def test_seed_figures_within_two_percent_and_exact_formula(table: tuple[Prices, Usage]) -> None:

@@ -70,14 +70,13 @@ def test_a_records_context_is_its_retrieved_text_cut_to_the_budget() -> None:
 
 def test_summaries_round_trip_through_summary_json() -> None:
     from tailor.config import load_settings
-    from tailor.cost import load_prices
     from tailor.summary import summaries_from_json, summaries_to_json, summarize
 
     records = [record(sample_id=f"q-{i}", approach=a, bertscore_f1=0.5 + i / 10, judge_score=0.25 * i,
                       key_fact_match=1.0, retrieval_hit=a.retrieves or None, input_tokens=10, output_tokens=5)
                for i in range(3) for a in Approach]
-    prices, usage = load_prices()
-    summaries = summarize([r.to_json() for r in records], prices=prices, usage=usage,
-                          endpoint_instance_type=load_settings().finetune.endpoint_instance_type)
+    cfg = load_settings()
+    summaries = summarize([r.to_json() for r in records], prices=cfg.prices, usage=cfg.usage,
+                          endpoint_instance_type=cfg.finetune.endpoint_instance_type)
     assert len(summaries) == 3
     assert summaries_from_json(json.loads(json.dumps(summaries_to_json(summaries)))) == summaries
