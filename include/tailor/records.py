@@ -110,6 +110,11 @@ class RunLayout:
         return f"{self.prefix}summary_results.csv"
 
     @property
+    def paired_csv(self) -> str:
+        """Every pair of approaches on every metric, question by question (:mod:`tailor.metrics.paired`)."""
+        return f"{self.prefix}paired_comparisons.csv"
+
+    @property
     def report(self) -> str:
         return f"{self.prefix}report.html"
 
@@ -132,7 +137,8 @@ class SampleRecord:
     """One approach's answer to one question, filled stage by stage.
 
     generate: ``answer`` or ``error`` (never both), latencies, tokens, ``retrieved``, ``stop_reason``/``truncated``;
-    score: ``bertscore_f1``, ``bertscore_windowed``, ``key_fact_match``, ``retrieval_hit``;
+    score: ``bertscore_f1``, ``bertscore_windowed``, ``key_fact_match``; for an approach that retrieves,
+    ``retrieval_hit``, ``reciprocal_rank`` and ``ndcg`` (:mod:`tailor.metrics.retrieval`);
     judge: ``judge_score``, ``judge_criteria`` and ``judgements`` (one :class:`tailor.metrics.judge.Judgement` per
     judge). A value not measured is None, never a sentinel.
     """
@@ -155,6 +161,8 @@ class SampleRecord:
     bertscore_windowed: bool | None = None
     key_fact_match: float | None = None
     retrieval_hit: bool | None = None
+    reciprocal_rank: float | None = None
+    ndcg: float | None = None
     judge_score: float | None = None
     judge_criteria: dict[str, float | None] | None = None
     judgements: list[Judgement] | None = None

@@ -11,7 +11,7 @@ scores.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -284,8 +284,14 @@ def render_report(
     dataset_version: str | None,
     generated_at: datetime | str,
     notes: Sequence[str],
+    paired: Sequence[Mapping[str, Any]] = (),
+    agreement: Mapping[str, float | None] | None = None,
 ) -> str:
-    """The whole HTML page (a string); write it with ``encoding="utf-8"``."""
+    """The whole HTML page (a string); write it with ``encoding="utf-8"``.
+
+    ``paired``: :class:`tailor.metrics.paired.PairedComparison` rows (the verdict between approaches, question by
+    question); ``agreement``: Krippendorff's alpha across the judges per criterion and ``overall``."""
+    from tailor.metrics.agreement import reading
     import jinja2
     from markupsafe import Markup
 
@@ -316,4 +322,17 @@ def render_report(
         problems=[{"name": _name(s), "n_errors": s.n_errors, "n": s.n, "status": s.status,
                    "first_error": s.first_error} for s in summaries if s.first_error],
         notes=list(notes),
+        paired=[{"metric": c["metric"], "pair": f"{c['approach_a']} vs {c['approach_b']}", "n": c["n"],
+                 "diff": _diff(c), "p": "n/a" if c["p_holm"] is None else f"{c['p_holm']:.3g}",
+                 "significant": c["significant"], "verdict": c["verdict"]} for c in paired],
+        agreement=[{"criterion": name, "alpha": "n/a" if alpha is None else f"{alpha:.3f}", "reading": reading(alpha)}
+                   for name, alpha in (agreement or {}).items()],
     )
+
+
+def _diff(c: Mapping[str, Any]) -> str:
+    if c["mean_diff"] is None:
+        return "n/a"
+    if c["ci95_low"] is None:
+        return f"{c['mean_diff']:+.3f}"
+    return f"{c['mean_diff']:+.3f} [{c['ci95_low']:+.3f}, {c['ci95_high']:+.3f}]"

@@ -38,7 +38,8 @@ from tailor.warehouse import RUN_COLUMNS
 
 RETRIEVAL_APPROACHES = tuple(a.value for a in Approach if a.retrieves)
 ENDPOINT_APPROACHES = tuple(a.value for a in Approach if a.uses_endpoint)
-SCORE_METRICS = ("bertscore_f1", "key_fact_match", "retrieval_hit", "judge_score")
+SCORE_METRICS = ("bertscore_f1", "key_fact_match", "retrieval_hit", "reciprocal_rank", "ndcg", "judge_score")
+RETRIEVAL_METRICS = ("retrieval_hit", "reciprocal_rank", "ndcg")
 DISPLAY_NAMES = {a.value: a.display_name for a in Approach}
 VERSION_KEYS = ("dataset_version", "prompt_version", "generator_model", "judge_models")
 
@@ -47,7 +48,7 @@ SEED_COLUMNS = ("method", "avg_bert_score", "avg_llm_evaluator_score", "avg_infe
 SUMMARY_COLUMNS = SEED_COLUMNS + (
     "n", "n_errors", "bert_std", "bert_ci95_low", "bert_ci95_high", "judge_std", "judge_ci95_low", "judge_ci95_high",
     "key_fact_match", "retrieval_hit_rate", "latency_p50_s", "latency_p95_s", "monthly_cost_usd", "run_cost_usd",
-    "status", "n_truncated", "n_truncation_known", "n_bertscore_windowed",
+    "status", "n_truncated", "n_truncation_known", "n_bertscore_windowed", "mrr", "ndcg",
 )  # fmt: skip
 COST_COLUMNS = ("monthly_cost_usd", "run_cost_usd")
 COUNT_COLUMNS = ("n", "n_errors", "n_truncated", "n_truncation_known", "n_bertscore_windowed")
@@ -75,6 +76,8 @@ class ApproachSummary:
     n_truncated: int = 0  # answers cut at the generation budget (stop reason max_tokens / length)
     n_truncation_known: int = 0  # answers whose stop reason the service reported
     n_bertscore_windowed: int = 0  # answers scored over BERTScore windows (answer or reference too long)
+    mrr: float | None = None  # mean reciprocal rank of the question's product in the retrieved chunks
+    ndcg: float | None = None  # mean nDCG@top_k (binary relevance: a chunk of the question's product)
 
     @property
     def display_name(self) -> str:
@@ -106,6 +109,8 @@ class ApproachSummary:
             "n_truncated": self.n_truncated if self.n_truncation_known else None,
             "n_truncation_known": self.n_truncation_known,
             "n_bertscore_windowed": self.n_bertscore_windowed,
+            "mrr": self.mrr,
+            "ndcg": self.ndcg,
         }
 
     def to_csv_row(self) -> dict[str, str]:
@@ -226,9 +231,11 @@ def summarize(
         ok = [r for r in group if not errored(r)]
         errors = [str(r["error"]) for r in group if errored(r)]
         latencies = [r.get("latency_ms") for r in ok]
-        hit_rate = None
+        hit_rate = mrr = ndcg = None
         if approach in RETRIEVAL_APPROACHES:
             hit_rate = mean_ci(metric_value(r, "retrieval_hit") for r in group).mean
+            mrr = mean_ci(metric_value(r, "reciprocal_rank") for r in group).mean
+            ndcg = mean_ci(metric_value(r, "ndcg") for r in group).mean
         bert = mean_ci(metric_value(r, "bertscore_f1") for r in group)
         if not Approach(approach).uses_endpoint:  # a Bedrock generator, billed per token
             tokens_in = int(_sum(r.get("input_tokens") for r in group)) if generator_tokens_priced else 0
@@ -266,6 +273,8 @@ def summarize(
             n_truncated=sum(r["truncated"] for r in known),
             n_truncation_known=len(known),
             n_bertscore_windowed=sum(r.get("bertscore_windowed") is True for r in ok),
+            mrr=mrr,
+            ndcg=ndcg,
         ))  # fmt: skip
     return summaries
 
@@ -282,8 +291,10 @@ def score_rows(records: Iterable[Mapping[str, Any]], *, run_id: str | None = Non
         for record in group:
             error = str(record["error"]) if errored(record) else None
             for metric in SCORE_METRICS:
-                if metric == "retrieval_hit" and approach not in RETRIEVAL_APPROACHES:
+                if metric in RETRIEVAL_METRICS and approach not in RETRIEVAL_APPROACHES:
                     continue
+                if metric in ("reciprocal_rank", "ndcg") and metric not in record:
+                    continue  # records scored before these metrics existed
                 if metric == "judge_score" and "judge_score" not in record:
                     continue
                 row = {"approach": approach, "sample_id": str(record.get("sample_id")), "metric": metric,

@@ -35,6 +35,12 @@ RUN_COLUMNS = RUN_KEY + (
 SCORE_KEY = RUN_KEY + ("sample_id", "metric", "judge_model", "criterion")
 SCORE_COLUMNS = SCORE_KEY + ("score", "rationale", "error")
 _SCORE_COLUMN_SET = frozenset(SCORE_COLUMNS)
+#: Per-run tables replaced as a whole (delete the run's rows, insert the new ones): their columns, in DDL order.
+RUN_TABLES = {
+    "eval_paired": ("run_id", "metric", "approach_a", "approach_b", "n", "mean_a", "mean_b", "mean_diff", "ci95_low",
+                    "ci95_high", "p_value", "p_holm", "significant", "winner", "mde", "verdict"),
+    "eval_judge_agreement": ("run_id", "criterion", "judge_models", "alpha"),
+}
 TIMESTAMP_COLUMNS = ("dag_run_started_at", "written_at")
 TEXT_CAP = 16_000  # chars; x4 UTF-8 bytes still fits Redshift's VARCHAR(65535) (a byte limit)
 PAGE_SIZE = 1000
@@ -190,14 +196,34 @@ class Warehouse:
             else:
                 key = f"run_id = {self.mark} AND approach = {self.mark}"
                 cur.execute(f"DELETE FROM {self.score_table} WHERE {key}", run[:2])
-                self._insert_scores(cur, self.score_table, scores)
+                self._insert(cur, self.score_table, scores)
                 cur.execute(self._upsert_sql(), run)
         return len(scores)
 
-    def _insert_scores(self, cur: Any, table: str, rows: list[tuple]) -> None:
+    def replace_run_rows(self, table: str, run_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Replace the rows of ``run_id`` in one of :data:`RUN_TABLES` atomically; return the rows written."""
+        if table not in RUN_TABLES:
+            raise ValueError(f"unknown per-run table {table!r}: expected one of {', '.join(RUN_TABLES)}")
+        columns = RUN_TABLES[table]
+        values = []
+        for row in rows:
+            unknown = sorted(set(row) - set(columns))
+            if unknown:
+                raise ValueError(f"unknown {table} columns: {', '.join(unknown)}")
+            if row.get("run_id", run_id) != run_id:
+                raise ValueError(f"{table} row of run {row.get('run_id')!r} given for run {run_id!r}")
+            values.append(tuple(run_id if c == "run_id" else _cap(row.get(c)) for c in columns))
+        name = identifier(table, "table name")
+        with self._transaction() as cur:
+            cur.execute(f"DELETE FROM {name} WHERE run_id = {self.mark}", (run_id,))
+            self._insert(cur, name, values, columns)
+        return len(values)
+
+    def _insert(self, cur: Any, table: str, rows: list[tuple], column_names: Sequence[str] = SCORE_COLUMNS,
+                       ) -> None:
         if not rows:
             return
-        columns = ", ".join(SCORE_COLUMNS)
+        columns = ", ".join(column_names)
         driver = type(cur).__module__.split(".")[0]
         if driver == "psycopg" and self.dialect == "postgres":  # PostgresHook's default with SQLAlchemy 2
             # COPY FROM STDIN: rows streamed and adapted in C, ~5x executemany (benchmarks/warehouse_upsert.py)
@@ -209,13 +235,13 @@ class Warehouse:
 
             execute_values(cur, f"INSERT INTO {table} ({columns}) VALUES %s", rows, page_size=PAGE_SIZE)
         elif self.dialect == "redshift":  # multi-row VALUES pages: redshift_connector's executemany is row by row
-            row_marks = "(" + ", ".join([self.mark] * len(SCORE_COLUMNS)) + ")"
+            row_marks = "(" + ", ".join([self.mark] * len(column_names)) + ")"
             for start in range(0, len(rows), PAGE_SIZE):
                 page = rows[start : start + PAGE_SIZE]
                 sql = f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([row_marks] * len(page))
                 cur.execute(sql, [value for row in page for value in row])
         else:  # sqlite3 (in-process, no round trips: executemany is its bulk path) and any other driver
-            marks = ", ".join([self.mark] * len(SCORE_COLUMNS))
+            marks = ", ".join([self.mark] * len(column_names))
             cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
     def _upsert_sql(self) -> str:
@@ -229,7 +255,7 @@ class Warehouse:
         stage_score, stage_run = identifier("stage_eval_score"), identifier("stage_eval_run")
         cur.execute(f"CREATE TEMP TABLE {stage_score} (LIKE {self.score_table})")
         cur.execute(f"CREATE TEMP TABLE {stage_run} (LIKE {self.run_table})")
-        self._insert_scores(cur, stage_score, scores)
+        self._insert(cur, stage_score, scores)
         cur.execute(f"DELETE FROM {self.score_table} WHERE run_id = %s AND approach = %s", run[:2])
         cur.execute(f"INSERT INTO {self.score_table} ({', '.join(SCORE_COLUMNS)}) "
                     f"SELECT {', '.join(SCORE_COLUMNS)} FROM {stage_score}")  # fmt: skip

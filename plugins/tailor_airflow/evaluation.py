@@ -180,7 +180,7 @@ def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, 
     """BERTScore (one model load for the run), key-fact match and retrieval hit for every answer."""
     from tailor.metrics.bertscore import BertScorer
     from tailor.metrics.facts import key_fact_match
-    from tailor.metrics.retrieval import retrieval_hit
+    from tailor.metrics.retrieval import ndcg, reciprocal_rank, retrieval_hit
     from tailor.prompts import PROMPT_VERSION
 
     cfg, s3 = settings_and_s3()
@@ -196,8 +196,11 @@ def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, 
     print(f"BERTScore over windows (a text longer than the model's window, never truncated): {report.n_windowed} "
           f"of {len(answered)} pairs ({report.windowed_candidates} answers, {report.windowed_references} references)")
     for record in records:
-        record.retrieval_hit = (retrieval_hit(record.product_name, [asdict(c) for c in record.retrieved])
-                                if record.approach.retrieves and record.error is None else None)
+        if record.approach.retrieves and record.error is None:
+            chunks = [asdict(c) for c in record.retrieved]
+            record.retrieval_hit = retrieval_hit(record.product_name, chunks)
+            record.reciprocal_rank = reciprocal_rank(record.product_name, chunks)
+            record.ndcg = ndcg(record.product_name, chunks)
     s3.put_object(Bucket=layout.bucket, Key=layout.scored, Body=dump_records(records))
     print(f"scored {len(answered)} of {len(records)} answers -> {layout.uri(layout.scored)}")
     dataset = _read_json(s3, layout, layout.dataset)
@@ -210,6 +213,9 @@ def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, 
 @task
 def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Per-approach summaries, computed once for the warehouse and the report: ``summary.json`` under the run."""
+    from tailor.metrics.agreement import judge_alpha
+    from tailor.metrics.judge import DEFAULT_CRITERIA
+    from tailor.metrics.paired import compare
     from tailor.summary import summaries_to_json, summarize
 
     cfg, s3 = settings_and_s3()
@@ -221,9 +227,17 @@ def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context:
     panel = judge_panel_problem(judged)
     notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []
     notes += (dataset.get("model_warnings") or []) + ([panel] if panel else [])
+    rows = [r.to_json() for r in records]
+    paired = compare(rows, [s.approach for s in summaries])  # seeded: the same records give the same intervals
+    for comparison in paired:
+        print(comparison.verdict)
+    criteria = sorted({c for r in records for j in r.judgements or [] for c in j.scores}) or list(DEFAULT_CRITERIA)
+    agreement = judge_alpha(rows, criteria)
+    print(f"judge agreement (Krippendorff's alpha, interval): {agreement}")
     document = {"run_id": context["run_id"], "dataset_version": dataset["version"], "notes": notes,
                 "versions": {**scored["versions"], "judge_models": ",".join(judged["judges"])},
-                "summaries": summaries_to_json(summaries)}
+                "summaries": summaries_to_json(summaries), "paired": [c.to_row() for c in paired],
+                "judge_agreement": agreement}
     s3.put_object(Bucket=layout.bucket, Key=layout.summary, Body=json.dumps(document).encode(),
                   ContentType="application/json")
     print(f"{len(summaries)} approach summaries -> {layout.uri(layout.summary)}")
@@ -253,6 +267,13 @@ def load_warehouse(summarized: dict[str, Any], warehouse_conn_id: str, **context
         written[run_row["approach"]] = target.write_run(run_row, rows)
         print(f"warehouse: {document['run_id']}/{run_row['approach']} written ({written[run_row['approach']]} "
               "score rows)")
+    judges = document["versions"]["judge_models"]
+    written["eval_paired"] = target.replace_run_rows("eval_paired", document["run_id"], document["paired"])
+    written["eval_judge_agreement"] = target.replace_run_rows(
+        "eval_judge_agreement", document["run_id"],
+        [{"criterion": c, "judge_models": judges, "alpha": a} for c, a in document["judge_agreement"].items()])
+    print(f"warehouse: {written['eval_paired']} paired comparisons, {written['eval_judge_agreement']} judge "
+          "agreement rows")
     return written
 
 
@@ -260,6 +281,7 @@ def load_warehouse(summarized: dict[str, Any], warehouse_conn_id: str, **context
 def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any]:
     """summary_results.csv + report.html under the run, from the summaries computed once."""
     from tailor.report import render_report
+    from tailor.metrics.paired import paired_csv
     from tailor.summary import format_table, summaries_from_json, write_summary_csv
 
     cfg, s3 = settings_and_s3()
@@ -267,12 +289,16 @@ def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any
     document = _read_json(s3, layout, layout.summary)
     summaries = summaries_from_json(document["summaries"])
     html = render_report(summaries, run_id=document["run_id"], dataset_version=document["dataset_version"],
-                         generated_at=datetime.now(timezone.utc), notes=document["notes"])
+                         generated_at=datetime.now(timezone.utc), notes=document["notes"], paired=document["paired"],
+                         agreement=document["judge_agreement"])
     s3.put_object(Bucket=layout.bucket, Key=layout.summary_csv, Body=write_summary_csv(summaries).encode(),
+                  ContentType="text/csv")
+    s3.put_object(Bucket=layout.bucket, Key=layout.paired_csv, Body=paired_csv(document["paired"]).encode(),
                   ContentType="text/csv")
     s3.put_object(Bucket=layout.bucket, Key=layout.report, Body=html.encode(), ContentType="text/html")
     print(format_table(summaries))
-    return {"csv": layout.uri(layout.summary_csv), "report": layout.uri(layout.report)}
+    return {"csv": layout.uri(layout.summary_csv), "paired_csv": layout.uri(layout.paired_csv),
+            "report": layout.uri(layout.report)}
 
 
 def judge_panel_problem(judged: dict[str, Any] | None) -> str | None:

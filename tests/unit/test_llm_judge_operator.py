@@ -65,9 +65,10 @@ EXPECTED_JUDGE_SCORE = {("rag", "q-001"): 0.875, ("rag", "q-002"): 0.375, ("rag"
 JUDGE_A_ONLY = {("rag", "q-001"): 1.0, ("rag", "q-002"): 0.5, ("rag", "q-003"): 0.0,
                 ("finetune", "q-001"): 0.75, ("finetune", "q-002"): 0.75, ("finetune", "q-003"): None}
 ANSWERED = sum(1 for *_, a, _ in SCRIPT if a)  # 5 answers to judge, 6 records
-# eval_score rows per approach: bertscore_f1, key_fact_match, (retrieval_hit for rag), judge_score per record,
+# eval_score rows per approach: bertscore_f1, key_fact_match, (retrieval_hit, reciprocal_rank, ndcg for rag),
+# judge_score per record,
 # plus one 'judge' row per record x judge x criterion (the failed record's are NULL with their error).
-SCORE_ROWS = {"rag": 3 * 4 + 3 * 2 * 4, "finetune": 3 * 3 + 3 * 2 * 4}
+SCORE_ROWS = {"rag": 3 * 6 + 3 * 2 * 4, "finetune": 3 * 3 + 3 * 2 * 4}
 
 
 def record(approach: str, sample_id: str, answer: str | None) -> dict[str, Any]:
@@ -767,3 +768,35 @@ def test_non_sql_warehouse_connection_is_a_value_error_naming_it(
         load(summarized, context, "tailor_warehouse_other")
     assert f"has type {conn_type!r}" in str(err.value)
     assert not warehouse_db.exists()
+
+
+# --- the verdict after the judge: paired comparisons, judge agreement, the published files -----------------------
+
+
+def test_summaries_carry_the_paired_verdict_and_judge_agreement_into_csv_and_report(mock_conn, s3, warehouse_db,
+                                                                                    context) -> None:
+    summarized = summarize(make_operator().execute(context), context)
+    document = json.loads(s3.get_object(Bucket=BUCKET, Key=LAYOUT.summary)["Body"].read())
+    pairs = [(p["metric"], p["approach_a"], p["approach_b"]) for p in document["paired"]]
+    assert pairs == [(m, "rag", "finetune") for m in ("judge_score", "bertscore_f1", "key_fact_match")]
+    judge = document["paired"][0]
+    assert judge["n"] == 2  # q-001 and q-002: finetune q-003 has no answer
+    assert judge["mean_diff"] == pytest.approx(((0.875 - 0.875) + (0.375 - 0.625)) / 2)
+    assert not judge["significant"] and judge["verdict"].startswith("no significant difference on judge_score")
+    assert set(document["judge_agreement"]) == {*CRITERIA, "overall"}
+    assert document["judge_agreement"]["overall"] is not None
+
+    published = evaluation.publish_results.function(summarized, **context)
+    assert published["paired_csv"] == LAYOUT.uri(LAYOUT.paired_csv)
+    rows = s3.get_object(Bucket=BUCKET, Key=LAYOUT.paired_csv)["Body"].read().decode().splitlines()
+    assert rows[0].startswith("metric,approach_a,approach_b,n,mean_a,mean_b,mean_diff,ci95_low") and len(rows) == 4
+    html = s3.get_object(Bucket=BUCKET, Key=LAYOUT.report)["Body"].read().decode()
+    assert "Verdict, question by question" in html and "How far the judges agree" in html
+    assert "no significant difference on judge_score at n = 2" in html
+    written = load(summarized, context)
+    assert (written["eval_paired"], written["eval_judge_agreement"]) == (3, len(CRITERIA) + 1)
+    assert query(warehouse_db, "SELECT metric, n, significant FROM eval_paired ORDER BY metric") == [
+        ("bertscore_f1", 2, 0), ("judge_score", 2, 0), ("key_fact_match", 2, 0)]
+    assert query(warehouse_db, "SELECT COUNT(alpha) FROM eval_judge_agreement WHERE judge_models = ?",
+                 (",".join(JUDGES),)) == [(len(CRITERIA) + 1,)]
+    assert mock_conn.converse.call_count == ANSWERED * len(JUDGES)  # publishing and loading paid for nothing

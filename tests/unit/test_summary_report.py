@@ -396,7 +396,7 @@ def test_truncation_columns_end_the_csv_after_the_existing_ones(cut: dict[str, A
     parsed = list(csv.reader(io.StringIO(write_summary_csv(list(cut.values())))))
     header = parsed[0]
     assert header[:19] == list(SUMMARY_COLUMNS[:19]) and header[18] == "status"  # existing columns unchanged
-    assert header[19:] == ["n_truncated", "n_truncation_known", "n_bertscore_windowed"]
+    assert header[19:22] == ["n_truncated", "n_truncation_known", "n_bertscore_windowed"]  # then mrr, ndcg
     rows = {row[0]: dict(zip(header, row, strict=True)) for row in parsed[1:]}
     assert [rows[a]["n_truncated"] for a in ("rag", "finetune", "hybrid")] == ["2", "", "0"]  # '' = unknown
     assert [rows[a]["n_truncation_known"] for a in ("rag", "finetune", "hybrid")] == ["3", "0", "2"]

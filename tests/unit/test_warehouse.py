@@ -275,3 +275,37 @@ def test_redshift_statements_drop_check_constraints_only() -> None:
     assert len(portable) == len(redshift) == 1
     assert "CHECK" in portable[0] and "CHECK" not in redshift[0] and "PRIMARY KEY" in redshift[0]
     assert "--" not in portable[0]
+
+
+# --- per-run tables: the paired verdict and judge agreement -----------------------------------------------------
+
+PAIRED = {"metric": "judge_score", "approach_a": "rag", "approach_b": "finetune", "n": 40, "mean_a": 0.8,
+          "mean_b": 0.7, "mean_diff": 0.1, "ci95_low": 0.05, "ci95_high": 0.15, "p_value": 0.001, "p_holm": 0.003,
+          "significant": True, "winner": "rag", "mde": 0.04, "verdict": "rag better than finetune"}
+
+
+def test_per_run_rows_are_replaced_as_a_whole(wh: Warehouse, hook) -> None:
+    other = {**PAIRED, "metric": "bertscore_f1", "significant": False, "winner": None}
+    for _ in range(3):
+        assert wh.replace_run_rows("eval_paired", "r1", [PAIRED, other]) == 2
+    wh.replace_run_rows("eval_paired", "r2", [PAIRED])
+    assert query(hook, "SELECT run_id, COUNT(*) FROM eval_paired GROUP BY run_id ORDER BY run_id") == [("r1", 2),
+                                                                                                       ("r2", 1)]
+    wh.replace_run_rows("eval_paired", "r1", [PAIRED])  # a rerun with fewer rows removes the stale one
+    assert query(hook, "SELECT metric, significant, winner FROM eval_paired WHERE run_id = 'r1'") == [
+        ("judge_score", 1, "rag")]
+    wh.replace_run_rows("eval_judge_agreement", "r1", [{"criterion": "overall", "judge_models": "a,b", "alpha": 0.7},
+                                                       {"criterion": "correctness", "judge_models": "a,b",
+                                                        "alpha": None}])
+    assert query(hook, "SELECT criterion, alpha FROM eval_judge_agreement ORDER BY criterion") == [
+        ("correctness", None), ("overall", 0.7)]
+
+
+def test_per_run_rows_are_checked_before_any_write(wh: Warehouse, hook) -> None:
+    with pytest.raises(ValueError, match="unknown per-run table 'eval_run'"):
+        wh.replace_run_rows("eval_run", "r1", [])
+    with pytest.raises(ValueError, match="unknown eval_paired columns: winer"):
+        wh.replace_run_rows("eval_paired", "r1", [{**PAIRED, "winer": "rag"}])
+    with pytest.raises(ValueError, match="eval_paired row of run 'r2' given for run 'r1'"):
+        wh.replace_run_rows("eval_paired", "r1", [{**PAIRED, "run_id": "r2"}])
+    assert query(hook, "SELECT COUNT(*) FROM eval_paired") == [(0,)]

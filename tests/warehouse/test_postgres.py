@@ -140,3 +140,16 @@ def test_bulk_write_of_thousands_of_scores(wh: Warehouse) -> None:
     for _ in range(2):
         assert wh.write_run(run_row("big", "hybrid", n_samples=2500), rows) == 5000
     assert query(wh, "SELECT COUNT(*), MIN(score), MAX(score) FROM eval_score") == [(5000, 0.0, 1.0)]
+
+
+def test_per_run_tables_are_replaced_as_a_whole(wh: Warehouse) -> None:
+    paired = {"metric": "judge_score", "approach_a": "rag", "approach_b": "finetune", "n": 40, "mean_a": 0.8,
+              "mean_b": 0.7, "mean_diff": 0.1, "ci95_low": 0.05, "ci95_high": 0.15, "p_value": 0.001, "p_holm": 0.003,
+              "significant": True, "winner": "rag", "mde": 0.04, "verdict": "rag better than finetune"}
+    for _ in range(3):
+        wh.replace_run_rows("eval_paired", "r1", [paired, {**paired, "metric": "bertscore_f1", "winner": None,
+                                                           "significant": False}])
+    wh.replace_run_rows("eval_judge_agreement", "r1", [{"criterion": "overall", "judge_models": "a,b", "alpha": None}])
+    assert query(wh, "SELECT metric, significant, winner FROM eval_paired ORDER BY metric") == [
+        ("bertscore_f1", False, None), ("judge_score", True, "rag")]
+    assert query(wh, "SELECT criterion, alpha FROM eval_judge_agreement") == [("overall", None)]

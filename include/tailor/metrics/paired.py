@@ -199,3 +199,16 @@ def non_inferiority(challenger: Sequence[float], champion: Sequence[float], marg
         return NonInferiority(n, mean, mean, margin, mean > -margin, False)
     low, _ = _interval(diffs, seed, resamples, confidence=1 - 2 * alpha)
     return NonInferiority(n, mean, low, margin, low > -margin, True)
+
+
+def paired_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """``paired_comparisons.csv``: :data:`COLUMNS`, one row per metric x pair; '' for a value not computed."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
+    return buffer.getvalue()
