@@ -64,6 +64,10 @@ def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
                               description="Bedrock model ids (or inference-profile / provisioned-model ARNs) of the "
                                           "LLM judges; each answer is judged by every one, blinded, and the scores "
                                           "averaged."),
+        "max_run_cost_usd": Param(None, type=["null", "number"], minimum=0, maximum=100000,
+                                  description="Refuse the run before any model call if its estimated Bedrock spend "
+                                              "(generation + judges, answers at max_tokens) is over this many USD "
+                                              "(empty: evaluation.max_run_cost_usd from the config)."),
         "dataset": Param(None, type=["null", "string"], maxLength=1024,
                          description="QA test set (at most 50 MB): s3://<the bake-off bucket>/key.json or the path "
                                      "of a file under include/ (empty: qa.test_set from the config)."),

@@ -10,7 +10,8 @@ Prices are us-east-1 on-demand list prices as of the table's ``as_of`` month; th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
 from typing import Any
 
 from tailor.exceptions import ConfigError
@@ -28,6 +29,15 @@ class Prices:
     output_per_1k: float
     embedding_per_1k: float
     instance_hour: dict[str, float]  # instance type -> USD per hour
+    #: Bedrock model id -> (input, output) USD per 1k tokens; "default" prices any other model
+    model_per_1k: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def model(self, model_id: str) -> tuple[float, float]:
+        """(input, output) USD per 1k tokens of a Bedrock model: its row, else the ``default`` row."""
+        found = self.model_per_1k.get(model_id) or self.model_per_1k.get("default")
+        if found is None:
+            raise ConfigError(f"no price for model {model_id!r} and no pricing.models.default row")
+        return found
 
     def hourly(self, instance_type: str) -> float:
         """USD per hour of a SageMaker instance type, or ConfigError naming it and the known ones."""
@@ -79,6 +89,13 @@ def _number(section: dict[str, Any], key: str, where: str) -> float:
     return value
 
 
+def _models(section: dict[str, Any]) -> dict[str, Any]:
+    models = section.get("models") or {}
+    if not isinstance(models, dict) or not all(isinstance(row, dict) for row in models.values()):
+        raise ConfigError("setting pricing.models must map model ids to {input_per_1k, output_per_1k}")
+    return models
+
+
 def parse_prices(raw: dict[str, Any]) -> tuple[Prices, Usage]:
     """Validate a ``pricing`` section (``raw``: a whole config or the section itself), as the settings do."""
     section = raw.get("pricing", raw) or {}
@@ -93,6 +110,9 @@ def parse_prices(raw: dict[str, Any]) -> tuple[Prices, Usage]:
         output_per_1k=_number(section, "bedrock_output_per_1k", "pricing"),
         embedding_per_1k=_number(section, "embedding_per_1k", "pricing"),
         instance_hour={str(name): _number(instances, name, "pricing.instance_hour") for name in instances},
+        model_per_1k={str(name): (_number(row, "input_per_1k", f"pricing.models.{name}"),
+                                  _number(row, "output_per_1k", f"pricing.models.{name}"))
+                      for name, row in _models(section).items()},
     )
     raw_usage = {"endpoint_hours_per_day": 24, **(section.get("usage") or {})}
     numeric = [f.name for f in fields(Usage) if f.name != "instance_type"]
@@ -155,3 +175,58 @@ def measured_run_cost(
     tokens = (bedrock_input_tokens * prices.input_per_1k + bedrock_output_tokens * prices.output_per_1k
               + embedding_tokens * prices.embedding_per_1k) / 1000
     return tokens + endpoint_seconds / 3600 * prices.hourly(instance_type)
+
+
+# --- the spend guard: what a weekly run will cost at most, before any model call --------------------------------
+
+#: Characters per token of the estimate: ~4 for English text with Llama/Claude-class tokenizers; the estimate
+#: divides by 3.5 to err high (code-like or non-English text has fewer characters per token).
+CHARS_PER_TOKEN = 3.5
+JUDGE_SYSTEM_TOKENS = 450  # the judge's instructions and rubric (tailor.metrics.judge.build_prompt), rounded up
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    generation_usd: float
+    judge_usd: float
+    judge_calls: int
+    lines: tuple[str, ...]
+
+    @property
+    def total_usd(self) -> float:
+        return self.generation_usd + self.judge_usd
+
+
+def _tokens(chars: float) -> float:
+    return chars / CHARS_PER_TOKEN
+
+
+def estimate_run_cost(prices: Prices, *, questions: Sequence[tuple[str, str]], approaches: Sequence[str],
+                      generator_model: str, judge_models: Sequence[str], max_tokens: int, context_chars: int,
+                      judge_context_chars: int, judge_max_tokens: int = 400) -> RunEstimate:
+    """An upper-leaning estimate of a weekly run's Bedrock spend: every answer is priced at ``max_tokens`` and every
+    judge reply at ``judge_max_tokens``; ``questions`` are (question, reference) texts; ``context_chars`` is what
+    retrieval adds to a prompt. The endpoint approaches add no marginal token cost (the champion endpoint bills by
+    the hour whether the run happens or not; :func:`monthly_costs` models that)."""
+    generation = 0.0
+    gen_in, gen_out = prices.model(generator_model) if generator_model in prices.model_per_1k else (
+        prices.input_per_1k, prices.output_per_1k)
+    n = len(questions)
+    question_tokens = sum(_tokens(len(q)) for q, _ in questions)
+    reference_tokens = sum(_tokens(len(r)) for _, r in questions)
+    for approach in approaches:
+        if not Approach.parse(approach).uses_endpoint:
+            tokens_in = question_tokens + n * (_tokens(context_chars) + 200)  # + the system prompt
+            generation += tokens_in / 1000 * gen_in + n * max_tokens / 1000 * gen_out
+    answers = n * len(approaches)
+    judge_in_per_answer = JUDGE_SYSTEM_TOKENS + _tokens(min(context_chars, judge_context_chars)) + max_tokens
+    judge = 0.0
+    for model in judge_models:
+        price_in, price_out = prices.model(model)
+        tokens_in = answers * judge_in_per_answer + len(approaches) * (question_tokens + reference_tokens)
+        judge += tokens_in / 1000 * price_in + answers * judge_max_tokens / 1000 * price_out
+    lines = (f"generation: {n} questions x {len(approaches)} approach(es), answers priced at max_tokens "
+             f"{max_tokens}: ${generation:.2f}",
+             f"judging: {answers} answers x {len(judge_models)} judge(s) = {answers * len(judge_models)} calls: "
+             f"${judge:.2f}")
+    return RunEstimate(generation, judge, answers * len(judge_models), lines)

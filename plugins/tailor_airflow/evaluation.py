@@ -99,6 +99,8 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
     layout = RunLayout.for_run(cfg.aws.bucket, cfg.evaluation.output_prefix, context["run_id"])
     snapshot = {"source": dataset.source, "version": dataset.version, "items": [asdict(i) for i in items],
                 "model_warnings": model_warnings}
+    estimate = spend_guard(cfg, params, [(i.question, i.answer) for i in items])
+    snapshot["estimated_cost_usd"] = round(estimate.total_usd, 4)
     max_tasks = conf.getint("core", "max_map_length", fallback=1024)
     try:
         plan = batch_plan(len(items), params["approaches"], cfg.evaluation.batch_size, max_tasks)
@@ -113,6 +115,29 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
     print(f"{len(items)} samples of dataset {dataset.version} x {params['approaches']} -> {len(batches)} batches "
           f"of up to {size} (batch_size {cfg.evaluation.batch_size}, max_map_length {max_tasks})")
     return batches
+
+
+def spend_guard(cfg: Any, params: dict[str, Any], questions: list[tuple[str, str]]) -> Any:
+    """Estimate the run's Bedrock spend and refuse it above ``max_run_cost_usd`` (Param, else the setting)."""
+    from tailor.cost import estimate_run_cost
+
+    kb = cfg.knowledge_base
+    estimate = estimate_run_cost(
+        cfg.prices, questions=questions, approaches=params["approaches"],
+        generator_model=cfg.evaluation.generator_model_id, judge_models=params["judge_models"],
+        max_tokens=cfg.evaluation.max_tokens, context_chars=int(kb.top_k * kb.chunk_max_tokens * 4),
+        judge_context_chars=cfg.evaluation.judge_context_chars)
+    limit = params.get("max_run_cost_usd")
+    limit = cfg.evaluation.max_run_cost_usd if limit is None else float(limit)
+    for line in estimate.lines:
+        print(f"estimated spend, {line}")
+    print(f"estimated spend: ${estimate.total_usd:.2f} of at most ${limit:.2f} (max_run_cost_usd)")
+    if estimate.total_usd > limit:
+        raise AirflowFailException(
+            f"estimated spend ${estimate.total_usd:.2f} is over max_run_cost_usd ${limit:.2f}; no model was called. "
+            + "; ".join(estimate.lines) + ". Lower sample_limit, use fewer approaches or judges, or raise the limit "
+            "(the max_run_cost_usd Param, or TAILOR__EVALUATION__MAX_RUN_COST_USD)")
+    return estimate
 
 
 def _ports(conn_id: str) -> Any:

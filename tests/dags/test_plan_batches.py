@@ -157,3 +157,19 @@ def test_the_champions_prompt_format_is_read_once_for_every_endpoint_batch(s3: A
         rag_only = _plan(dataset=_put_qa(s3, _test_items()[:3]), approaches=["rag"])
     assert CHAMPION_KEY not in [c.kwargs["Key"] for c in get_object.call_args_list]
     assert {b["finetune_method"] for b in rag_only} == {None}
+
+
+def test_an_over_budget_run_is_refused_before_anything_is_written(s3: Any, cfg: Settings) -> None:
+    _sync_catalog(s3, cfg)
+    dataset = _put_qa(s3, _test_items())
+    before = _written(s3)
+    with pytest.raises(AirflowFailException) as caught:
+        _plan(dataset=dataset, max_run_cost_usd=0.001)
+    message = str(caught.value)
+    assert message.startswith("estimated spend $") and "is over max_run_cost_usd $0.00; no model was called" in message
+    assert "judging: 135 answers x 1 judge(s) = 135 calls" in message
+    assert _written(s3) == before
+    batches = _plan(dataset=dataset, max_run_cost_usd=None)  # the setting's 25 USD holds this run
+    assert len(batches) == 9
+    snapshot = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{batches[0]['prefix']}dataset.json")["Body"].read())
+    assert 0 < snapshot["estimated_cost_usd"] < cfg.evaluation.max_run_cost_usd

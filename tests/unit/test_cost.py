@@ -198,3 +198,39 @@ def test_negative_measured_inputs_are_rejected(table: tuple[Prices, Usage]) -> N
     with pytest.raises(ConfigError, match="endpoint_seconds"):
         measured_run_cost(table[0], bedrock_input_tokens=0, bedrock_output_tokens=0, endpoint_seconds=-1,
                           instance_type="ml.g4dn.xlarge")
+
+
+# --- the spend guard's estimate --------------------------------------------------------------------------------
+
+
+def test_the_run_estimate_prices_generation_and_every_judge_call() -> None:
+    from tailor.cost import CHARS_PER_TOKEN, JUDGE_SYSTEM_TOKENS, estimate_run_cost
+
+    prices = load_settings(env={}).prices
+    questions = [("q" * 70, "r" * 140)] * 10  # 20 + 40 tokens each at 3.5 chars a token
+    estimate = estimate_run_cost(prices, questions=questions, approaches=["rag", "finetune"],
+                                 generator_model="us.meta.llama3-1-8b-instruct-v1:0",
+                                 judge_models=["amazon.nova-pro-v1:0", "some.unknown-judge"], max_tokens=100,
+                                 context_chars=700, judge_context_chars=350)
+    assert CHARS_PER_TOKEN == 3.5
+    gen_in = 10 * (20 + 700 / 3.5 + 200)  # rag only: the endpoint bills by the hour anyway
+    assert estimate.generation_usd == pytest.approx(gen_in / 1000 * 0.00022 + 10 * 100 / 1000 * 0.00022)
+    per_answer_in = JUDGE_SYSTEM_TOKENS + 350 / 3.5 + 100
+    judge_in = 20 * per_answer_in + 2 * 10 * (20 + 40)
+    nova = judge_in / 1000 * 0.0008 + 20 * 400 / 1000 * 0.0032
+    unknown = judge_in / 1000 * 0.003 + 20 * 400 / 1000 * 0.015  # priced by the "default" row, on purpose high
+    assert estimate.judge_usd == pytest.approx(nova + unknown)
+    assert estimate.judge_calls == 40 and estimate.total_usd == estimate.generation_usd + estimate.judge_usd
+    assert estimate.lines[1].startswith("judging: 20 answers x 2 judge(s) = 40 calls: $")
+
+
+def test_a_model_without_a_price_row_and_no_default_is_a_config_error(raw: dict) -> None:
+    from tailor.cost import parse_prices
+
+    pricing = {**raw["pricing"], "models": {"amazon.nova-pro-v1:0": {"input_per_1k": 1, "output_per_1k": 2}}}
+    prices, _ = parse_prices(pricing)
+    assert prices.model("amazon.nova-pro-v1:0") == (1.0, 2.0)
+    with pytest.raises(ConfigError, match="no price for model 'x' and no pricing.models.default row"):
+        prices.model("x")
+    with pytest.raises(ConfigError, match="pricing.models must map model ids"):
+        parse_prices({**raw["pricing"], "models": {"m": 0.1}})
