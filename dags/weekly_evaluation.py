@@ -22,6 +22,7 @@ from tailor.config import parse_time_setting
 from tailor_airflow.defaults import DEFAULT_ARGS, JUDGE_MODELS, START_DATE, WAREHOUSE_CONN_ID
 from tailor.records import Approach
 from tailor_airflow.evaluation import (
+    calibrate_judges,
     check_complete,
     generate_answers,
     load_warehouse,
@@ -64,6 +65,9 @@ def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
                               description="Bedrock model ids (or inference-profile / provisioned-model ARNs) of the "
                                           "LLM judges; each answer is judged by every one, blinded, and the scores "
                                           "averaged."),
+        "calibrate_judges": Param(True, type="boolean",
+                                  description="Also have the judges score the golden set (human-scored answers) "
+                                              "and report their agreement with the humans and any drift."),
         "max_run_cost_usd": Param(None, type=["null", "number"], minimum=0, maximum=100000,
                                   description="Refuse the run before any model call if its estimated Bedrock spend "
                                               "(generation + judges, answers at max_tokens) is over this many USD "
@@ -76,7 +80,10 @@ def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
     doc_md=__doc__,
 )
 def weekly_evaluation() -> None:
-    scored = score_answers(generate_answers.expand(batch=plan_batches()))
+    planned = plan_batches()
+    scored = score_answers(generate_answers.expand(batch=planned))
+    calibrated = calibrate_judges()
+    planned >> calibrated  # after the judges and the spend are checked
     judged = LLMJudgeOperator(
         task_id="judge_answers",
         answers_uri=scored["scored_uri"],
@@ -86,7 +93,7 @@ def weekly_evaluation() -> None:
         max_context_chars=parse_time_setting("evaluation", "judge_context_chars"),
         min_judges=parse_time_setting("evaluation", "min_judges"),
     )
-    summarized = summarize_results(scored, judged.output)
+    summarized = summarize_results(scored, judged.output, calibrated)
     outputs = [load_warehouse(summarized, WAREHOUSE_CONN_ID), publish_results(summarized)]
     chain(outputs, check_complete(summarized))
 

@@ -143,6 +143,7 @@ class EvaluationSettings:
     output_prefix: str
     report_note: str
     max_run_cost_usd: float
+    golden_limit: int  # golden-set items the judges re-score every run (0: all); see docs/golden-set.md
     # Parse time: weekly_evaluation's wiring and Param defaults.
     judge_models: tuple[str, ...] = parse_time(DEFAULT_JUDGE_MODELS)
     on_asset_updates: int = parse_time(0)  # 1: also run when the KB sync or a new champion updates an asset

@@ -203,10 +203,11 @@ def _tokens(chars: float) -> float:
 
 def estimate_run_cost(prices: Prices, *, questions: Sequence[tuple[str, str]], approaches: Sequence[str],
                       generator_model: str, judge_models: Sequence[str], max_tokens: int, context_chars: int,
-                      judge_context_chars: int, judge_max_tokens: int = 400) -> RunEstimate:
+                      judge_context_chars: int, judge_max_tokens: int = 400, golden_answers: int = 0) -> RunEstimate:
     """An upper-leaning estimate of a weekly run's Bedrock spend: every answer is priced at ``max_tokens`` and every
     judge reply at ``judge_max_tokens``; ``questions`` are (question, reference) texts; ``context_chars`` is what
-    retrieval adds to a prompt. The endpoint approaches add no marginal token cost (the champion endpoint bills by
+    retrieval adds to a prompt; ``golden_answers`` are judged too (the calibration). The endpoint approaches add no
+    marginal token cost (the champion endpoint bills by
     the hour whether the run happens or not; :func:`monthly_costs` models that)."""
     generation = 0.0
     gen_in, gen_out = prices.model(generator_model) if generator_model in prices.model_per_1k else (
@@ -218,15 +219,16 @@ def estimate_run_cost(prices: Prices, *, questions: Sequence[tuple[str, str]], a
         if not Approach.parse(approach).uses_endpoint:
             tokens_in = question_tokens + n * (_tokens(context_chars) + 200)  # + the system prompt
             generation += tokens_in / 1000 * gen_in + n * max_tokens / 1000 * gen_out
-    answers = n * len(approaches)
+    answers = n * len(approaches) + golden_answers
     judge_in_per_answer = JUDGE_SYSTEM_TOKENS + _tokens(min(context_chars, judge_context_chars)) + max_tokens
     judge = 0.0
     for model in judge_models:
         price_in, price_out = prices.model(model)
         tokens_in = answers * judge_in_per_answer + len(approaches) * (question_tokens + reference_tokens)
         judge += tokens_in / 1000 * price_in + answers * judge_max_tokens / 1000 * price_out
+    golden = f" (incl. {golden_answers} golden)" if golden_answers else ""
     lines = (f"generation: {n} questions x {len(approaches)} approach(es), answers priced at max_tokens "
              f"{max_tokens}: ${generation:.2f}",
-             f"judging: {answers} answers x {len(judge_models)} judge(s) = {answers * len(judge_models)} calls: "
+             f"judging: {answers} answers{golden} x {len(judge_models)} judge(s) = {answers * len(judge_models)} calls: "
              f"${judge:.2f}")
     return RunEstimate(generation, judge, answers * len(judge_models), lines)

@@ -129,6 +129,18 @@ def prompt_version(criteria: Sequence[str] = CRITERIA) -> str:
     return hashlib.sha256("\n".join(systems).encode()).hexdigest()[:16]
 
 
+def balanced(items: Sequence[GoldenItem], limit: int) -> list[GoldenItem]:
+    """At most ``limit`` items (0: all), the same number of each kind (the first of each, in file order), so a
+    smaller calibration still spans good, partly right, wrong, hallucinated, off-topic and over-long answers."""
+    if limit < 0:
+        raise GoldenSetError(f"golden_limit must be >= 0 (0: every item), got {limit}")
+    if not limit or limit >= len(items):
+        return list(items)
+    per_kind = -(-limit // len(KINDS))
+    picked = [item for kind in KINDS for item in [i for i in items if i.kind == kind][:per_kind]]
+    return sorted(picked, key=items.index)[:limit]
+
+
 def judge_items(items: Sequence[GoldenItem]) -> list[dict[str, Any]]:
     """The items in the form :func:`tailor.metrics.judge.judge_many` takes (approach ``golden``, sample id = item
     id): the judges see a golden answer exactly as they see an approach's answer."""
@@ -205,6 +217,14 @@ def calibration(items: Sequence[GoldenItem], judgements_by_judge: Mapping[str, M
         judges[judge] = {"prompt_version": prompt, "overall": _agreement(overall),
                          "criteria": {c: _agreement(pairs) for c, pairs in per_criterion.items()}}
     return {"golden_items": len(items), "golden_digest": digest(items), "prompt_version": prompt, "judges": judges}
+
+
+def calibration_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``eval_judge_calibration`` rows of a :func:`calibration` result: per judge, every criterion and overall."""
+    return [{"judge_model": judge, "criterion": criterion, "prompt_version": found["prompt_version"],
+             "golden_digest": result["golden_digest"], **agreement}
+            for judge, found in sorted(result["judges"].items())
+            for criterion, agreement in [("overall", found["overall"]), *sorted(found["criteria"].items())]]
 
 
 def drift(current: Mapping[str, Any], previous: Mapping[str, Any] | None, *, min_alpha: float = 0.6,

@@ -115,11 +115,26 @@ class RunLayout:
         return f"{self.prefix}paired_comparisons.csv"
 
     @property
+    def calibration(self) -> str:
+        """The judges' agreement with the golden set's human scores (:func:`tailor.golden.calibration`)."""
+        return f"{self.prefix}calibration.json"
+
+    @property
+    def calibration_judgements(self) -> str:
+        """The calibration judge calls' checkpoint (as :attr:`judgements`)."""
+        return f"{self.prefix}calibration-judgements/"
+
+    @property
     def report(self) -> str:
         return f"{self.prefix}report.html"
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def calibration_pointer(output_prefix: str) -> str:
+    """The last run's judge calibration (and the one before it), across runs: what judge drift is measured against."""
+    return f"{output_prefix}judge-calibration/latest.json"
 
 
 @dataclass(frozen=True)

@@ -286,11 +286,13 @@ def render_report(
     notes: Sequence[str],
     paired: Sequence[Mapping[str, Any]] = (),
     agreement: Mapping[str, float | None] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> str:
     """The whole HTML page (a string); write it with ``encoding="utf-8"``.
 
     ``paired``: :class:`tailor.metrics.paired.PairedComparison` rows (the verdict between approaches, question by
-    question); ``agreement``: Krippendorff's alpha across the judges per criterion and ``overall``."""
+    question); ``agreement``: Krippendorff's alpha across the judges per criterion and ``overall``; ``calibration``:
+    each judge against the golden set's human scores (:func:`tailor.golden.calibration`)."""
     from tailor.metrics.agreement import reading
     import jinja2
     from markupsafe import Markup
@@ -327,7 +329,20 @@ def render_report(
                  "significant": c["significant"], "verdict": c["verdict"]} for c in paired],
         agreement=[{"criterion": name, "alpha": "n/a" if alpha is None else f"{alpha:.3f}", "reading": reading(alpha)}
                    for name, alpha in (agreement or {}).items()],
+        calibration=_calibration_rows(calibration),
+        golden_items=(calibration or {}).get("golden_items"),
     )
+
+
+def _calibration_rows(calibration: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    rows = []
+    for judge, found in sorted(((calibration or {}).get("judges") or {}).items()):
+        overall = found["overall"]
+        cells = {c: "n/a" if a["alpha"] is None else f"{a['alpha']:.2f}" for c, a in found["criteria"].items()}
+        rows.append({"judge": judge, "alpha": "n/a" if overall["alpha"] is None else f"{overall['alpha']:.3f}",
+                     "mae": "n/a" if overall["mae"] is None else f"{overall['mae']:.3f}", "n": str(overall["n"]),
+                     "criteria": ", ".join(f"{c} {v}" for c, v in cells.items()), "reading": reading(overall["alpha"])})
+    return rows
 
 
 def _diff(c: Mapping[str, Any]) -> str:

@@ -40,6 +40,8 @@ RUN_TABLES = {
     "eval_paired": ("run_id", "metric", "approach_a", "approach_b", "n", "mean_a", "mean_b", "mean_diff", "ci95_low",
                     "ci95_high", "p_value", "p_holm", "significant", "winner", "mde", "verdict"),
     "eval_judge_agreement": ("run_id", "criterion", "judge_models", "alpha"),
+    "eval_judge_calibration": ("run_id", "judge_model", "criterion", "prompt_version", "golden_digest", "alpha",
+                               "mae", "n"),
 }
 TIMESTAMP_COLUMNS = ("dag_run_started_at", "written_at")
 TEXT_CAP = 16_000  # chars; x4 UTF-8 bytes still fits Redshift's VARCHAR(65535) (a byte limit)

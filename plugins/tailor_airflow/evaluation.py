@@ -120,13 +120,15 @@ def plan_batches(**context: Any) -> list[dict[str, Any]]:
 def spend_guard(cfg: Any, params: dict[str, Any], questions: list[tuple[str, str]]) -> Any:
     """Estimate the run's Bedrock spend and refuse it above ``max_run_cost_usd`` (Param, else the setting)."""
     from tailor.cost import estimate_run_cost
+    from tailor.golden import balanced, load_golden
 
     kb = cfg.knowledge_base
+    golden = len(balanced(load_golden(), cfg.evaluation.golden_limit)) if params.get("calibrate_judges", True) else 0
     estimate = estimate_run_cost(
         cfg.prices, questions=questions, approaches=params["approaches"],
         generator_model=cfg.evaluation.generator_model_id, judge_models=params["judge_models"],
         max_tokens=cfg.evaluation.max_tokens, context_chars=int(kb.top_k * kb.chunk_max_tokens * 4),
-        judge_context_chars=cfg.evaluation.judge_context_chars)
+        judge_context_chars=cfg.evaluation.judge_context_chars, golden_answers=golden)
     limit = params.get("max_run_cost_usd")
     limit = cfg.evaluation.max_run_cost_usd if limit is None else float(limit)
     for line in estimate.lines:
@@ -200,6 +202,57 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
     return {"key": key, "approach": approach.value, "n": len(records), "errors": errors}
 
 
+@task
+def calibrate_judges(**context: Any) -> dict[str, Any]:
+    """The run's judges score the golden set (human-scored answers; checkpointed like ``judge_answers``): how far
+    each agrees with the humans, per criterion, to ``calibration.json`` under the run."""
+    from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
+
+    from tailor.golden import balanced, calibration, judge_items, judgements_by_judge, load_golden
+    from tailor.metrics.judge import JudgementCheckpoint, judge_many
+    from tailor_airflow.clients import retrying_config
+
+    cfg, s3 = settings_and_s3()
+    params = context["params"]
+    layout = RunLayout.for_run(cfg.aws.bucket, cfg.evaluation.output_prefix, context["run_id"])
+    if not params.get("calibrate_judges", True):
+        print("judge calibration off for this run (calibrate_judges Param): no golden-set call")
+        return {"skipped": True}
+    items = balanced(load_golden(), cfg.evaluation.golden_limit)
+    chars = cfg.evaluation.judge_context_chars
+    questions = [{**i, "context": i["context"][:chars] if i["context"] else None} for i in judge_items(items)]
+    client = BedrockRuntimeHook(aws_conn_id=cfg.aws.conn_id, config=retrying_config(10)).conn
+    with JudgementCheckpoint(s3, layout.bucket, layout.calibration_judgements) as checkpoint:
+        judged = judge_many(client, params["judge_models"], questions, concurrency=cfg.evaluation.concurrency,
+                            done=checkpoint.load(), on_judged=checkpoint.add)
+    result = calibration(items, judgements_by_judge(judged))
+    s3.put_object(Bucket=layout.bucket, Key=layout.calibration, Body=json.dumps(result).encode(),
+                  ContentType="application/json")
+    overall = {judge: r["overall"]["alpha"] for judge, r in result["judges"].items()}
+    print(f"golden set ({len(items)} items): agreement with the human scores (alpha) {overall}")
+    return {"skipped": False, "items": len(items), "overall_alpha": overall}
+
+
+def _calibration_drift(cfg: Any, s3: Any, layout: RunLayout, run_id: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """This run's calibration (None: skipped) and its drift findings versus the last run's; the cross-run pointer is
+    moved to this run (a retry finds its own run there and compares with the one before, as the first try did)."""
+    from tailor.aws_errors import describe_or_none
+    from tailor.golden import drift
+    from tailor.records import calibration_pointer
+
+    found = describe_or_none(lambda: s3.get_object(Bucket=layout.bucket, Key=layout.calibration))
+    if found is None:
+        return None, []
+    current = json.loads(found["Body"].read())
+    key = calibration_pointer(cfg.evaluation.output_prefix)
+    pointer = describe_or_none(lambda: s3.get_object(Bucket=layout.bucket, Key=key))
+    last = json.loads(pointer["Body"].read()) if pointer is not None else {}
+    previous = last.get("previous") if last.get("run_id") == run_id else last.get("calibration")
+    s3.put_object(Bucket=layout.bucket, Key=key, Body=json.dumps(
+        {"run_id": run_id, "calibration": current, "previous": previous}).encode(), ContentType="application/json")
+    return current, drift(current, previous)
+
+
 @task(multiple_outputs=True)
 def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
     """BERTScore (one model load for the run), key-fact match and retrieval hit for every answer."""
@@ -236,7 +289,8 @@ def score_answers(generated: list[dict[str, Any]], **context: Any) -> dict[str, 
 
 
 @task
-def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context: Any) -> dict[str, Any]:
+def summarize_results(scored: dict[str, Any], judged: dict[str, Any], calibrated: dict[str, Any] | None = None,
+                      **context: Any) -> dict[str, Any]:
     """Per-approach summaries, computed once for the warehouse and the report: ``summary.json`` under the run."""
     from tailor.metrics.agreement import judge_alpha
     from tailor.metrics.judge import DEFAULT_CRITERIA
@@ -250,8 +304,11 @@ def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context:
     summaries = summarize([r.to_json() for r in records], prices=cfg.prices, usage=cfg.usage,
                           endpoint_instance_type=cfg.finetune.endpoint_instance_type)
     panel = judge_panel_problem(judged)
+    calibration, drift = _calibration_drift(cfg, s3, layout, context["run_id"])
+    for finding in drift:
+        print(f"judge drift: {finding}")
     notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []
-    notes += (dataset.get("model_warnings") or []) + ([panel] if panel else [])
+    notes += (dataset.get("model_warnings") or []) + ([panel] if panel else []) + drift
     rows = [r.to_json() for r in records]
     paired = compare(rows, [s.approach for s in summaries])  # seeded: the same records give the same intervals
     for comparison in paired:
@@ -262,12 +319,13 @@ def summarize_results(scored: dict[str, Any], judged: dict[str, Any], **context:
     document = {"run_id": context["run_id"], "dataset_version": dataset["version"], "notes": notes,
                 "versions": {**scored["versions"], "judge_models": ",".join(judged["judges"])},
                 "summaries": summaries_to_json(summaries), "paired": [c.to_row() for c in paired],
-                "judge_agreement": agreement}
+                "judge_agreement": agreement, "calibration": calibration, "judge_drift": drift}
     s3.put_object(Bucket=layout.bucket, Key=layout.summary, Body=json.dumps(document).encode(),
                   ContentType="application/json")
     print(f"{len(summaries)} approach summaries -> {layout.uri(layout.summary)}")
     return {"prefix": layout.prefix, "statuses": {s.approach: s.status for s in summaries},
-            "errors": {s.approach: s.first_error for s in summaries if s.first_error}, "judge_panel": panel}
+            "errors": {s.approach: s.first_error for s in summaries if s.first_error}, "judge_panel": panel,
+            "judge_drift": drift}
 
 
 @task
@@ -297,8 +355,13 @@ def load_warehouse(summarized: dict[str, Any], warehouse_conn_id: str, **context
     written["eval_judge_agreement"] = target.replace_run_rows(
         "eval_judge_agreement", document["run_id"],
         [{"criterion": c, "judge_models": judges, "alpha": a} for c, a in document["judge_agreement"].items()])
+    if document.get("calibration") is not None:
+        from tailor.golden import calibration_rows
+
+        written["eval_judge_calibration"] = target.replace_run_rows(
+            "eval_judge_calibration", document["run_id"], calibration_rows(document["calibration"]))
     print(f"warehouse: {written['eval_paired']} paired comparisons, {written['eval_judge_agreement']} judge "
-          "agreement rows")
+          f"agreement rows, {written.get('eval_judge_calibration', 0)} judge calibration rows")
     return written
 
 
@@ -315,7 +378,7 @@ def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any
     summaries = summaries_from_json(document["summaries"])
     html = render_report(summaries, run_id=document["run_id"], dataset_version=document["dataset_version"],
                          generated_at=datetime.now(timezone.utc), notes=document["notes"], paired=document["paired"],
-                         agreement=document["judge_agreement"])
+                         agreement=document["judge_agreement"], calibration=document.get("calibration"))
     s3.put_object(Bucket=layout.bucket, Key=layout.summary_csv, Body=write_summary_csv(summaries).encode(),
                   ContentType="text/csv")
     s3.put_object(Bucket=layout.bucket, Key=layout.paired_csv, Body=paired_csv(document["paired"]).encode(),

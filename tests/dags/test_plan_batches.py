@@ -51,7 +51,7 @@ def _put_qa(s3: Any, items: list[dict[str, Any]], key: str = "qa/test.json") -> 
 
 def _plan(**params: Any) -> list[dict[str, Any]]:
     params = {"approaches": ["rag", "finetune", "hybrid"], "judge_models": JUDGES, "sample_limit": None,
-              "dataset": None, **params}
+              "dataset": None, "calibrate_judges": True, **params}
     return evaluation.plan_batches.function(params=params, run_id="manual__2026-12-01T00:00:00+00:00")
 
 
@@ -167,7 +167,7 @@ def test_an_over_budget_run_is_refused_before_anything_is_written(s3: Any, cfg: 
         _plan(dataset=dataset, max_run_cost_usd=0.001)
     message = str(caught.value)
     assert message.startswith("estimated spend $") and "is over max_run_cost_usd $0.00; no model was called" in message
-    assert "judging: 135 answers x 1 judge(s) = 135 calls" in message
+    assert "judging: 201 answers (incl. 66 golden) x 1 judge(s) = 201 calls" in message
     assert _written(s3) == before
     batches = _plan(dataset=dataset, max_run_cost_usd=None)  # the setting's 25 USD holds this run
     assert len(batches) == 9

@@ -22,7 +22,8 @@ def test_the_stages_run_in_order_and_the_warehouse_and_report_follow_the_summari
         "generate_answers": {"plan_batches"},
         "score_answers": {"generate_answers"},
         "judge_answers": {"score_answers"},
-        "summarize_results": {"score_answers", "judge_answers"},
+        "calibrate_judges": {"plan_batches"},  # the golden set, judged while the answers are generated
+        "summarize_results": {"score_answers", "judge_answers", "calibrate_judges"},
         "load_warehouse": {"summarize_results"},
         "publish_results": {"summarize_results"},
         "check_complete": {"summarize_results", "load_warehouse", "publish_results"},

@@ -338,3 +338,27 @@ def test_drift_over_real_calibrations(items: list[GoldenItem]) -> None:
     assert drift(good, good) == []
     assert drift(worse, good, max_drop=1 - worse["judges"]["j"]["overall"]["alpha"] - 0.01) != []
     assert len(drift(worst, good)) == 2
+
+
+def test_a_smaller_calibration_keeps_every_kind() -> None:
+    from tailor.golden import KINDS, balanced, load_golden
+
+    items = load_golden()
+    twelve = balanced(items, 12)
+    assert len(twelve) == 12 and {i.kind for i in twelve} == set(KINDS)
+    assert [i.id for i in twelve] == sorted(i.id for i in twelve)  # file order kept
+    assert balanced(items, 0) == items and balanced(items, 1000) == items
+    with pytest.raises(GoldenSetError, match="golden_limit must be >= 0"):
+        balanced(items, -1)
+
+
+def test_calibration_rows_are_one_per_judge_and_criterion_plus_overall() -> None:
+    from tailor.golden import calibration, calibration_rows, load_golden
+
+    items = load_golden()[:12]
+    result = calibration(items, {"judge-a": {i.id: i.human for i in items}})
+    rows = calibration_rows(result)
+    assert [r["criterion"] for r in rows] == ["overall", *sorted(CRITERIA)]
+    assert all(r["judge_model"] == "judge-a" and r["n"] == 12 for r in rows) and rows[0]["alpha"] == 1.0
+    assert all(r["alpha"] in (1.0, None) for r in rows)  # None: no variation in that criterion among these 12
+    assert {r["golden_digest"] for r in rows} == {result["golden_digest"]}

@@ -800,3 +800,64 @@ def test_summaries_carry_the_paired_verdict_and_judge_agreement_into_csv_and_rep
     assert query(warehouse_db, "SELECT COUNT(alpha) FROM eval_judge_agreement WHERE judge_models = ?",
                  (",".join(JUDGES),)) == [(len(CRITERIA) + 1,)]
     assert mock_conn.converse.call_count == ANSWERED * len(JUDGES)  # publishing and loading paid for nothing
+
+
+# --- judge calibration against the golden set, and drift -----------------------------------------------------------
+
+
+def golden_converse(noise: float = 0.0) -> Callable[..., dict[str, Any]]:
+    """A judge that gives each golden answer its human scores (moved by ``noise``, kept in [0, 1])."""
+    from tailor.golden import load_golden
+
+    human = {item.answer: item.human for item in load_golden()}
+
+    def converse(**request: Any) -> dict[str, Any]:
+        scores = human[answer_of(request)]
+        moved = {c: min(1.0, max(0.0, v + (noise if v < 0.5 else -noise))) for c, v in scores.items()}
+        return tool_reply(moved, "calibration")
+
+    return converse
+
+
+def calibrate(context: dict[str, Any]) -> dict[str, Any]:
+    return evaluation.calibrate_judges.function(params={"judge_models": list(JUDGES), "calibrate_judges": True},
+                                                **context)
+
+
+def test_calibration_scores_the_golden_set_once_and_drift_is_found_against_the_last_run(mock_conn, s3, warehouse_db,
+                                                                                        ) -> None:
+    first = {"dag_run": SimpleNamespace(run_after=STARTED, start_date=STARTED), "run_id": "first"}
+    second = {"dag_run": SimpleNamespace(run_after=STARTED, start_date=STARTED), "run_id": "second"}
+    mock_conn.converse.side_effect = golden_converse()
+    calibrated = calibrate(first)
+    items = calibrated["items"]
+    assert items == 12 and calibrated["overall_alpha"] == {JUDGE_A: 1.0, JUDGE_B: 1.0}  # LOCAL_SCALE: 2 per kind
+    assert mock_conn.converse.call_count == items * len(JUDGES)
+    calibrate(first)  # a retry re-uses the checkpoint
+    assert mock_conn.converse.call_count == items * len(JUDGES)
+
+    layout_1 = RunLayout.for_run(BUCKET, "eval/", "first")
+    put_run(s3, layout_1, RECORDS)
+    mock_conn.converse.side_effect = scripted_converse()
+    summarized = evaluation.summarize_results.function(
+        {"prefix": layout_1.prefix, "versions": VERSIONS}, make_operator(layout_1).execute(first), calibrated,
+        **first)
+    assert summarized["judge_drift"] == []
+    load(summarized, first)
+    rows = query(warehouse_db, "SELECT judge_model, criterion, alpha, n FROM eval_judge_calibration "
+                               "WHERE criterion = 'overall' ORDER BY judge_model")
+    assert rows == [(JUDGE_A, "overall", 1.0, 12), (JUDGE_B, "overall", 1.0, 12)]
+
+    mock_conn.converse.side_effect = golden_converse(noise=0.5)  # the judges drifted: far from the humans
+    calibrated = calibrate(second)
+    layout_2 = RunLayout.for_run(BUCKET, "eval/", "second")
+    put_run(s3, layout_2, RECORDS)
+    mock_conn.converse.side_effect = scripted_converse()
+    judged = make_operator(layout_2).execute(second)
+    for _ in range(2):  # the same findings on a retry: the pointer names this run, the baseline is the one before
+        summarized = evaluation.summarize_results.function(
+            {"prefix": layout_2.prefix, "versions": VERSIONS}, judged, calibrated, **second)
+        assert len(summarized["judge_drift"]) == 2 * len(JUDGES)  # below the minimum, and dropped
+        assert any("dropped from alpha 1.000" in f for f in summarized["judge_drift"])
+    html_notes = json.loads(s3.get_object(Bucket=BUCKET, Key=layout_2.summary)["Body"].read())["notes"]
+    assert any(note.startswith(f"judge {JUDGE_A}: agreement with the golden set") for note in html_notes)
