@@ -287,12 +287,14 @@ def render_report(
     paired: Sequence[Mapping[str, Any]] = (),
     agreement: Mapping[str, float | None] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    records: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The whole HTML page (a string); write it with ``encoding="utf-8"``.
 
     ``paired``: :class:`tailor.metrics.paired.PairedComparison` rows (the verdict between approaches, question by
     question); ``agreement``: Krippendorff's alpha across the judges per criterion and ``overall``; ``calibration``:
-    each judge against the golden set's human scores (:func:`tailor.golden.calibration`)."""
+    each judge against the golden set's human scores (:func:`tailor.golden.calibration`); ``records``: the judged
+    per-sample records, shown question by question (:func:`drilldown`)."""
     from tailor.metrics.agreement import reading
     import jinja2
     from markupsafe import Markup
@@ -331,7 +333,62 @@ def render_report(
                    for name, alpha in (agreement or {}).items()],
         calibration=_calibration_rows(calibration),
         golden_items=(calibration or {}).get("golden_items"),
+        drilldown=drilldown(records),
+        drilldown_total=len({str(r["sample_id"]) for r in records}),
+        disagreement=DISAGREEMENT,
     )
+
+
+DISAGREEMENT = 0.25  # judges whose scores of one answer spread more than this are flagged
+DRILLDOWN_LIMIT = 500  # questions shown per report (a bigger run links its judged.jsonl instead)
+
+
+def drilldown(records: Sequence[Mapping[str, Any]], limit: int = DRILLDOWN_LIMIT) -> list[dict[str, Any]]:
+    """One row per question (first ``limit``, in sample order): each approach's answer with its retrieved chunks,
+    key facts found and missing, each judge's score and rationale, and the flags worth a look (error, truncated,
+    judges disagreeing by more than :data:`DISAGREEMENT`)."""
+    from tailor.metrics.facts import fact_coverage
+
+    by_sample: dict[str, dict[str, Any]] = {}
+    for record in records:
+        row = by_sample.setdefault(str(record["sample_id"]), {
+            "sample_id": str(record["sample_id"]), "question": record["question"], "reference": record["reference"],
+            "product": record.get("product_name") or "", "answers": []})
+        judgements = record.get("judgements") or []
+        scores = [_mean_score(j) for j in judgements]
+        present = [s for s in scores if s is not None]
+        spread = max(present) - min(present) if len(present) >= 2 else None
+        found, missing = fact_coverage(record.get("answer") or "", record["reference"])
+        flags = (["error"] if record.get("error") else []) + (["truncated"] if record.get("truncated") else []) + (
+            ["judges disagree"] if spread is not None and spread > DISAGREEMENT else [])
+        row["answers"].append({
+            "approach": _name_of(str(record["approach"])), "answer": record.get("answer") or "",
+            "error": record.get("error"), "judge": record.get("judge_score"), "bert": record.get("bertscore_f1"),
+            "found": found, "missing": missing, "flags": flags, "spread": spread,
+            "retrieved": [{"product": c.get("product_name") or "?", "text": (c.get("text") or "")[:300]}
+                          for c in record.get("retrieved") or []],
+            "judges": [{"model": _judgement(j)["judge_model"], "score": s, "rationale": _judgement(j)["rationale"],
+                        "error": _judgement(j)["error"]} for j, s in zip(judgements, scores, strict=True)]})
+    rows = list(by_sample.values())[:limit]
+    for row in rows:
+        judged = [a["judge"] for a in row["answers"] if a["judge"] is not None]
+        row["lowest"] = min(judged) if judged else None
+        row["spread"] = max((a["spread"] or 0.0 for a in row["answers"]), default=0.0)
+        row["flags"] = sorted({f for a in row["answers"] for f in a["flags"]})
+    return rows
+
+
+def _judgement(judgement: Any) -> Mapping[str, Any]:
+    return judgement if isinstance(judgement, Mapping) else judgement.to_json()
+
+
+def _mean_score(judgement: Any) -> float | None:
+    present = [v for v in _judgement(judgement)["scores"].values() if v is not None]
+    return math.fsum(present) / len(present) if present else None
+
+
+def _name_of(approach: str) -> str:
+    return DISPLAY_NAMES.get(approach, approach)
 
 
 def _calibration_rows(calibration: Mapping[str, Any] | None) -> list[dict[str, str]]:

@@ -378,7 +378,8 @@ def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any
     summaries = summaries_from_json(document["summaries"])
     html = render_report(summaries, run_id=document["run_id"], dataset_version=document["dataset_version"],
                          generated_at=datetime.now(timezone.utc), notes=document["notes"], paired=document["paired"],
-                         agreement=document["judge_agreement"], calibration=document.get("calibration"))
+                         agreement=document["judge_agreement"], calibration=document.get("calibration"),
+                         records=[r.to_json() for r in _records(s3, layout, layout.judged)])
     s3.put_object(Bucket=layout.bucket, Key=layout.summary_csv, Body=write_summary_csv(summaries).encode(),
                   ContentType="text/csv")
     s3.put_object(Bucket=layout.bucket, Key=layout.paired_csv, Body=paired_csv(document["paired"]).encode(),

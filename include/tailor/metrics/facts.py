@@ -227,6 +227,17 @@ def key_facts(text: str) -> set[str]:
     return facts
 
 
+def fact_coverage(answer: str, reference: str) -> tuple[list[str], list[str]]:
+    """(found, missing): ``reference``'s key facts that ``answer`` has and has not, sorted (the rule of
+    :func:`key_fact_match`: a bare number in the reference is found with any unit in the answer)."""
+    found = key_facts(answer or "")
+    numbers_found = {fact.split(" ", 1)[0] for fact in found}
+    hits, misses = [], []
+    for fact in sorted(key_facts(reference)):
+        (hits if fact in found or (" " not in fact and fact in numbers_found) else misses).append(fact)
+    return hits, misses
+
+
 def key_fact_match(answer: str, reference: str) -> float | None:
     """Share of ``reference``'s key facts present in ``answer``; ``None`` when the reference has none.
 
@@ -234,10 +245,5 @@ def key_fact_match(answer: str, reference: str) -> float | None:
     when the answer has that number with any unit ("between 4 and 12" is answered by "pH 4 to 12"; "12 rpm"
     answers "12"). A number with a unit in the reference is not matched by the bare number.
     """
-    expected = key_facts(reference)
-    if not expected:
-        return None
-    found = key_facts(answer or "")
-    numbers_found = {fact.split(" ", 1)[0] for fact in found}
-    hits = sum(1 for fact in expected if fact in found or (" " not in fact and fact in numbers_found))
-    return hits / len(expected)
+    hits, misses = fact_coverage(answer, reference)
+    return len(hits) / (len(hits) + len(misses)) if hits or misses else None
