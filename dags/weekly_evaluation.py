@@ -22,6 +22,7 @@ from tailor.config import parse_time_setting
 from tailor_airflow.defaults import DEFAULT_ARGS, JUDGE_MODELS, START_DATE, WAREHOUSE_CONN_ID
 from tailor.records import Approach
 from tailor_airflow.evaluation import (
+    alert_on_findings,
     calibrate_judges,
     check_complete,
     generate_answers,
@@ -94,8 +95,10 @@ def weekly_evaluation() -> None:
         min_judges=parse_time_setting("evaluation", "min_judges"),
     )
     summarized = summarize_results(scored, judged.output, calibrated)
-    outputs = [load_warehouse(summarized, WAREHOUSE_CONN_ID), publish_results(summarized)]
-    chain(outputs, check_complete(summarized))
+    loaded, published = load_warehouse(summarized, WAREHOUSE_CONN_ID), publish_results(summarized)
+    alerted = alert_on_findings(summarized, WAREHOUSE_CONN_ID)
+    chain(loaded, alerted)  # regressions are found against the warehouse's last complete run
+    chain([alerted, published], check_complete(summarized))
 
 
 weekly_evaluation()

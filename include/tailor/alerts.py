@@ -55,3 +55,19 @@ def alert_message(findings: Sequence[Finding], *, run_id: str, report_uri: str) 
     lines += [f"- [{f.kind}] {f.message}" for f in findings]
     lines.append(f"report: {report_uri}")
     return "\n".join(lines)
+
+
+def partial_run_findings(summarized: Mapping[str, Any]) -> list[Finding]:
+    """A failed approach or a shrunk judge panel (``summarize_results``' XCom): the run is partial."""
+    found = [Finding("partial_run", f"{approach} failed: {summarized.get('errors', {}).get(approach)}", approach)
+             for approach, status in summarized.get("statuses", {}).items() if status == "failed"]
+    if summarized.get("judge_panel"):
+        found.append(Finding("partial_run", str(summarized["judge_panel"])))
+    return found
+
+
+def finding_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """``eval_finding`` rows, numbered in order."""
+    return [{"seq": seq, "kind": f.kind, "approach": f.approach, "metric": f.metric, "delta": f.delta,
+             "ci95_low": f.ci95_low, "ci95_high": f.ci95_high, "message": f.message}
+            for seq, f in enumerate(findings, start=1)]

@@ -144,6 +144,11 @@ class EvaluationSettings:
     report_note: str
     max_run_cost_usd: float
     golden_limit: int  # golden-set items the judges re-score every run (0: all); see docs/golden-set.md
+    # Alerts (tailor.alerts) through Airflow's notifiers; empty: findings are logged and stored, nobody is notified.
+    alert_smtp_conn_id: str
+    alert_email_to: str  # comma-separated
+    alert_slack_conn_id: str
+    alert_slack_channel: str
     # Parse time: weekly_evaluation's wiring and Param defaults.
     judge_models: tuple[str, ...] = parse_time(DEFAULT_JUDGE_MODELS)
     on_asset_updates: int = parse_time(0)  # 1: also run when the KB sync or a new champion updates an asset

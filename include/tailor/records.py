@@ -125,6 +125,16 @@ class RunLayout:
         return f"{self.prefix}calibration-judgements/"
 
     @property
+    def findings(self) -> str:
+        """What the run alerts on (:mod:`tailor.alerts`)."""
+        return f"{self.prefix}findings.json"
+
+    @property
+    def alerted(self) -> str:
+        """Written once the run's alert was sent: a retry never notifies twice."""
+        return f"{self.prefix}alert-sent.json"
+
+    @property
     def report(self) -> str:
         return f"{self.prefix}report.html"
 

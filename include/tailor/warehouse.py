@@ -42,6 +42,7 @@ RUN_TABLES = {
     "eval_judge_agreement": ("run_id", "criterion", "judge_models", "alpha"),
     "eval_judge_calibration": ("run_id", "judge_model", "criterion", "prompt_version", "golden_digest", "alpha",
                                "mae", "n"),
+    "eval_finding": ("run_id", "seq", "kind", "approach", "metric", "delta", "ci95_low", "ci95_high", "message"),
 }
 TIMESTAMP_COLUMNS = ("dag_run_started_at", "written_at")
 TEXT_CAP = 16_000  # chars; x4 UTF-8 bytes still fits Redshift's VARCHAR(65535) (a byte limit)
@@ -220,6 +221,34 @@ class Warehouse:
             cur.execute(f"DELETE FROM {name} WHERE run_id = {self.mark}", (run_id,))
             self._insert(cur, name, values, columns)
         return len(values)
+
+    # --- reads (parameterised) ------------------------------------------------------------------------------------
+
+    def previous_complete_run(self, run_id: str) -> str | None:
+        """The latest run started before ``run_id`` in which every approach is 'complete' (None: there is none)."""
+        sql = (f"SELECT run_id FROM {self.run_table} WHERE run_id <> {self.mark} "
+               f"AND dag_run_started_at < (SELECT MIN(dag_run_started_at) FROM {self.run_table} WHERE run_id = "
+               f"{self.mark}) GROUP BY run_id HAVING SUM(CASE WHEN status = 'complete' THEN 0 ELSE 1 END) = 0 "
+               "ORDER BY MAX(dag_run_started_at) DESC, run_id DESC LIMIT 1")  # fmt: skip
+        with self._transaction() as cur:
+            cur.execute(sql, (run_id, run_id))
+            found = cur.fetchone()
+        return found[0] if found else None
+
+    def run_scores(self, run_id: str, metrics: Sequence[str]) -> list[dict[str, Any]]:
+        """The per-sample records of a run rebuilt from its ``eval_score`` rows of ``metrics`` (no judge x criterion
+        rows): ``{approach, sample_id, error, <metric>: score}``, as :mod:`tailor.metrics.paired` reads them."""
+        marks = ", ".join([self.mark] * len(metrics))
+        sql = (f"SELECT approach, sample_id, metric, score, error FROM {self.score_table} WHERE run_id = {self.mark} "
+               f"AND judge_model = '' AND criterion = '' AND metric IN ({marks})")  # fmt: skip
+        records: dict[tuple[str, str], dict[str, Any]] = {}
+        with self._transaction() as cur:
+            cur.execute(sql, (run_id, *metrics))
+            for approach, sample_id, metric, score, error in cur.fetchall():
+                record = records.setdefault((approach, sample_id), {"approach": approach, "sample_id": sample_id,
+                                                                    "error": error})
+                record[metric] = score
+        return list(records.values())
 
     def _insert(self, cur: Any, table: str, rows: list[tuple], column_names: Sequence[str] = SCORE_COLUMNS,
                        ) -> None:

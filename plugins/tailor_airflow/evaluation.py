@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from html import escape
 from datetime import datetime, timezone
 from typing import Any
 
@@ -398,6 +399,76 @@ def judge_panel_problem(judged: dict[str, Any] | None) -> str | None:
     return (f"judge panel partial: {len(judged['judges_answered'])} of {len(judged['judges'])} judges answered "
             f"({judged['judges_required']} required; silent: {', '.join(silent)}); judge scores rest on fewer "
             "models than configured. See the judge_answers log for their errors")
+
+
+@task
+def alert_on_findings(summarized: dict[str, Any], warehouse_conn_id: str, **context: Any) -> dict[str, Any]:
+    """Regressions versus the last complete run (from the warehouse, paired per question), judge drift and a
+    partial run: stored (``findings.json``, ``eval_finding``) and sent once per run through the configured
+    notifiers."""
+    from dataclasses import asdict as as_dict
+
+    from tailor.alerts import Finding, alert_message, finding_rows, partial_run_findings, regressions
+    from tailor.aws_errors import describe_or_none
+    from tailor.metrics.paired import METRICS
+    from tailor_airflow.clients import warehouse
+
+    cfg, s3 = settings_and_s3()
+    layout = _layout(cfg, summarized["prefix"])
+    document = _read_json(s3, layout, layout.summary)
+    run_id = document["run_id"]
+    target = warehouse(warehouse_conn_id)
+    previous = target.previous_complete_run(run_id)
+    findings: list[Finding] = []
+    if previous is not None:
+        current = [r.to_json() for r in _records(s3, layout, layout.judged)]
+        approaches = [s["approach"] for s in document["summaries"]]
+        findings += regressions(current, target.run_scores(previous, METRICS), approaches, previous_run=previous)
+    findings += [Finding("judge_drift", message) for message in document.get("judge_drift") or []]
+    findings += partial_run_findings(summarized)
+    target.replace_run_rows("eval_finding", run_id, finding_rows(findings))
+    s3.put_object(Bucket=layout.bucket, Key=layout.findings, Body=json.dumps([as_dict(f) for f in findings]).encode(),
+                  ContentType="application/json")
+    print(f"{len(findings)} finding(s) versus {previous or 'no earlier complete run'}")
+    for finding in findings:
+        print(f"finding [{finding.kind}] {finding.message}")
+    if not findings:
+        return {"findings": 0, "notified": []}
+    if describe_or_none(lambda: s3.get_object(Bucket=layout.bucket, Key=layout.alerted)) is not None:
+        print(f"the alert of {run_id} was already sent (s3://{layout.bucket}/{layout.alerted}): not sending again")
+        return {"findings": len(findings), "notified": []}
+    message = alert_message(findings, run_id=run_id, report_uri=layout.uri(layout.report))
+    sent = []
+    for name, notifier in _notifiers(cfg, message, len(findings)):
+        notifier.notify(context)  # not notifier(context): that renders the message as a Jinja template first
+        sent.append(name)
+    s3.put_object(Bucket=layout.bucket, Key=layout.alerted, Body=json.dumps({"notified": sent}).encode())
+    print(f"alert sent through {sent or 'no notifier (none configured: set evaluation.alert_*)'}")
+    return {"findings": len(findings), "notified": sent}
+
+
+def _notifiers(cfg: Any, message: str, count: int) -> list[tuple[str, Any]]:
+    """Airflow's notifiers for the configured connections (none configured: none)."""
+    ev, found = cfg.evaluation, []
+    subject = f"tailor weekly evaluation: {count} finding(s)"
+    if ev.alert_smtp_conn_id:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        to = [address.strip() for address in ev.alert_email_to.split(",") if address.strip()]
+        if not to:
+            raise AirflowFailException("evaluation.alert_smtp_conn_id is set but alert_email_to is empty: set "
+                                       "TAILOR__EVALUATION__ALERT_EMAIL_TO")
+        found.append(("smtp", SmtpNotifier(to=to, subject=subject, html_content=f"<pre>{escape(message)}</pre>",
+                                           smtp_conn_id=ev.alert_smtp_conn_id)))
+    if ev.alert_slack_conn_id:
+        try:
+            from airflow.providers.slack.notifications.slack import SlackNotifier
+        except ImportError:
+            raise AirflowFailException("evaluation.alert_slack_conn_id is set but the Slack provider is not "
+                                       "installed: pip install apache-airflow-providers-slack") from None
+        found.append(("slack", SlackNotifier(slack_conn_id=ev.alert_slack_conn_id, text=message,
+                                             channel=ev.alert_slack_channel or "#general")))
+    return found
 
 
 @task

@@ -26,7 +26,8 @@ def test_the_stages_run_in_order_and_the_warehouse_and_report_follow_the_summari
         "summarize_results": {"score_answers", "judge_answers", "calibrate_judges"},
         "load_warehouse": {"summarize_results"},
         "publish_results": {"summarize_results"},
-        "check_complete": {"summarize_results", "load_warehouse", "publish_results"},
+        "alert_on_findings": {"summarize_results", "load_warehouse"},
+        "check_complete": {"summarize_results", "alert_on_findings", "publish_results"},
     }
 
 

@@ -861,3 +861,59 @@ def test_calibration_scores_the_golden_set_once_and_drift_is_found_against_the_l
         assert any("dropped from alpha 1.000" in f for f in summarized["judge_drift"])
     html_notes = json.loads(s3.get_object(Bucket=BUCKET, Key=layout_2.summary)["Body"].read())["notes"]
     assert any(note.startswith(f"judge {JUDGE_A}: agreement with the golden set") for note in html_notes)
+
+
+# --- alerts: a regression versus the last complete run notifies exactly once ----------------------------------------
+
+
+def test_a_regression_versus_the_last_complete_run_notifies_exactly_once(mock_conn, s3, warehouse_db, monkeypatch,
+                                                                         ) -> None:
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    from tailor.config import load_settings
+    from tailor.summary import summarize, warehouse_writes
+    from tailor_airflow.clients import warehouse
+
+    monkeypatch.setenv("TAILOR__EVALUATION__ALERT_SMTP_CONN_ID", "smtp_default")
+    monkeypatch.setenv("TAILOR__EVALUATION__ALERT_EMAIL_TO", "data-platform@example.com")
+    cfg = load_settings(env={**__import__("os").environ, "TAILOR__AWS__BUCKET": BUCKET})
+    monkeypatch.setattr(evaluation, "settings_and_s3", lambda: (cfg, s3))
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(SmtpNotifier, "notify", lambda self, context: sent.append(
+        {"to": self.to, "subject": self.subject, "html": self.html_content}))
+    target = warehouse(CONN_ID)
+    target.ensure_schema()
+
+    def rows(score: float) -> list[dict[str, Any]]:
+        """20 answered questions; a little per-question spread, so the paired test has a variance."""
+        return [{"sample_id": f"q-{i:03d}", "approach": "rag", "product_name": "P", "question": f"question {i}",
+                 "reference": "r", "answer": f"answer {i}", "error": None, "retrieved": [], "judgements": [],
+                 **dict.fromkeys(("judge_score", "bertscore_f1", "key_fact_match"), score - 0.01 * (i % 3))}
+                for i in range(20)]
+
+    results = []
+    for run_id, day, score in (("week-1", 16, 0.9), ("week-2", 23, 0.5)):  # every score drops by 0.4
+        started = datetime(2026, 11, day, 6, tzinfo=timezone.utc)
+        context = {"dag_run": SimpleNamespace(run_after=started, start_date=started), "run_id": run_id}
+        layout = RunLayout.for_run(BUCKET, "eval/", run_id)
+        records = rows(score)
+        s3.put_object(Bucket=BUCKET, Key=layout.judged, Body="".join(json.dumps(r) + "\n" for r in records).encode())
+        s3.put_object(Bucket=BUCKET, Key=layout.summary, Body=json.dumps(
+            {"run_id": run_id, "judge_drift": [], "summaries": [{"approach": "rag"}]}).encode())
+        summaries = summarize(records, prices=cfg.prices, usage=cfg.usage, endpoint_instance_type="ml.g4dn.xlarge")
+        for run_row, score_rows in warehouse_writes(summaries, records, run_id=run_id, started_at=started,
+                                                    versions={}):
+            target.write_run(run_row, score_rows)
+        summarized = {"prefix": layout.prefix, "statuses": {"rag": "complete"}, "errors": {}, "judge_panel": None}
+        for _ in range(2):  # the task and its retry
+            results.append(evaluation.alert_on_findings.function(summarized, CONN_ID, **context))
+
+    assert [r["findings"] for r in results] == [0, 0, 3, 3]  # week 2: judge, BERTScore and key facts all dropped
+    assert [r["notified"] for r in results] == [[], [], ["smtp"], []]
+    assert len(sent) == 1 and sent[0]["to"] == ["data-platform@example.com"]
+    assert "rag regressed on judge_score versus run week-1: -0.400" in sent[0]["html"]
+    assert f"report: s3://{BUCKET}/eval/week-2/report.html" in sent[0]["html"]
+    stored = query(warehouse_db, "SELECT run_id, approach, metric, ROUND(delta, 3) FROM v_eval_regressions "
+                                 "ORDER BY metric")
+    assert stored == [("week-2", "rag", m, -0.4) for m in ("bertscore_f1", "judge_score", "key_fact_match")]
+    mock_conn.converse.assert_not_called()

@@ -309,3 +309,16 @@ def test_per_run_rows_are_checked_before_any_write(wh: Warehouse, hook) -> None:
     with pytest.raises(ValueError, match="eval_paired row of run 'r2' given for run 'r1'"):
         wh.replace_run_rows("eval_paired", "r1", [{**PAIRED, "run_id": "r2"}])
     assert query(hook, "SELECT COUNT(*) FROM eval_paired") == [(0,)]
+
+
+def test_the_previous_complete_run_and_its_scores_are_read_back(wh: Warehouse) -> None:
+    wh.write_run(run_row("old", "rag", started="2026-11-09T06:00:00+00:00"), score_rows(2, 0.75))
+    wh.write_run(run_row("partial", "rag", started="2026-11-16T06:00:00+00:00", status="partial"), score_rows(2))
+    wh.write_run(run_row("now", "rag", started="2026-11-23T06:00:00+00:00"), score_rows(2, 0.25))
+    wh.write_run(run_row("later", "rag", started="2026-11-30T06:00:00+00:00"), score_rows(2))
+    assert wh.previous_complete_run("now") == "old"  # not the partial run, not a later one
+    assert wh.previous_complete_run("old") is None and wh.previous_complete_run("missing") is None
+    scores = wh.run_scores("old", ["bertscore_f1", "judge_score"])  # per-sample metrics only, no judge x criterion
+    assert sorted((r["approach"], r["sample_id"], r["bertscore_f1"]) for r in scores) == [
+        ("rag", "s0", 0.75), ("rag", "s1", 0.75)]
+    assert all("judge_score" not in r for r in scores)

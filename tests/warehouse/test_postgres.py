@@ -153,3 +153,13 @@ def test_per_run_tables_are_replaced_as_a_whole(wh: Warehouse) -> None:
     assert query(wh, "SELECT metric, significant, winner FROM eval_paired ORDER BY metric") == [
         ("bertscore_f1", False, None), ("judge_score", True, "rag")]
     assert query(wh, "SELECT criterion, alpha FROM eval_judge_agreement") == [("overall", None)]
+
+
+def test_the_previous_complete_run_and_its_scores_are_read_back(wh: Warehouse) -> None:
+    wh.write_run(run_row("old", "rag", dag_run_started_at="2026-11-09T06:00:00+00:00"), score_rows(2, 0.75))
+    wh.write_run(run_row("partial", "rag", dag_run_started_at="2026-11-16T06:00:00+00:00", status="partial"),
+                 score_rows(2))
+    wh.write_run(run_row("now", "rag", dag_run_started_at="2026-11-23T06:00:00+00:00"), score_rows(2))
+    assert wh.previous_complete_run("now") == "old" and wh.previous_complete_run("old") is None
+    assert sorted((r["sample_id"], r["bertscore_f1"]) for r in wh.run_scores("old", ["bertscore_f1"])) == [
+        ("s0", 0.75), ("s1", 0.75)]
