@@ -81,6 +81,22 @@ def monthly_finetune() -> None:
     decision = promote(prepared, configs, evaluation)
     teardown = teardown_challenger()
     smoke = smoke_test(configs["challenger_endpoint"], prepared["method"])
+    if parse_time_setting("finetune", "require_approval"):  # off by default
+        from datetime import timedelta
+
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        approval = ApprovalOperator(
+            task_id="approve_promotion",
+            subject="Promote the fine-tuned challenger {{ ti.xcom_pull(task_ids='prepare_training_data', "
+                    "key='job_name') }}?",
+            body="Champion/challenger on the held-out questions: {{ ti.xcom_pull(task_ids='evaluate_challenger') "
+                 "| tojson }}. Approve to run `promote` (which still applies the promote policy); Reject skips it "
+                 "(the challenger endpoint is torn down either way).",
+            defaults="Reject",  # no answer within the timeout: nothing is promoted
+            response_timeout=timedelta(days=3),
+        )
+        chain(evaluation, approval, decision)
     chain(train, configs, create_model, deploy, smoke, evaluation, decision, teardown)
     # Runs even if training/deploy failed; fails (red, lineage "problems") if the challenger is not verified gone.
     # Not on_failure_fail_dagrun: it would make the teardown the only leaf and turn failed runs green.

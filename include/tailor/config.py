@@ -125,6 +125,8 @@ class FinetuneSettings:
     # Parse time: how often the training/deployment sensors poll and how long an endpoint may take to come up.
     poll_seconds: int = parse_time(60)
     endpoint_timeout_seconds: int = parse_time(2 * 3600)
+    # 1: a person approves each promotion in the Airflow UI (human-in-the-loop ApprovalOperator) before it happens
+    require_approval: int = parse_time(0)
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,13 @@ class Decision:
     reason: str
 
 
-def decide(policy: str, challenger: float | None, champion: float | None, margin: float) -> Decision:
+def decide(policy: str, challenger: float | None, champion: float | None, margin: float,
+           paired: Any = None) -> Decision:
     """``always`` / ``never`` / ``if_better``: promote unless the challenger is worse than the champion by more
-    than ``margin``; with no champion to compare (none, or one that cannot serve) a working challenger wins."""
+    than ``margin``; with no champion to compare (none, or one that cannot serve) a working challenger wins.
+
+    ``paired`` (:class:`tailor.metrics.paired.NonInferiority` of the per-question scores) decides ``if_better``
+    when it could test: the challenger must be non-inferior with 95 % confidence, not merely on average."""
     if policy not in ("if_better", "always", "never"):
         raise ValueError(f"unknown promotion policy {policy!r}: use if_better, always or never")
     if policy != "if_better":
@@ -147,6 +151,8 @@ def decide(policy: str, challenger: float | None, champion: float | None, margin
         return Decision(policy, False, challenger, champion, margin, "the challenger has no score")
     if champion is None:
         return Decision(policy, True, challenger, champion, margin, "no champion to compare with")
+    if paired is not None and paired.tested:
+        return Decision(policy, paired.non_inferior, challenger, champion, margin, paired.describe())
     promote = challenger >= champion - margin
     relation = "not worse than" if promote else "worse than"
     return Decision(policy, promote, challenger, champion, margin,

@@ -164,8 +164,9 @@ def evaluate_challenger(challenger_endpoint: str, method: str) -> dict[str, Any]
                 result["champion"] = None
                 continue
         answers = _answers(runtime, endpoint, methods[role], questions, ft.max_new_tokens)
-        scores = [f1 for _, _, f1 in scorer.score(answers, references)]
+        scores = [float(f1) for _, _, f1 in scorer.score(answers, references)]
         result[role] = sum(scores) / len(scores)
+        result[f"{role}_scores"] = scores  # per question, same order: the paired non-inferiority test
         print(f"{role} ({endpoint}): mean BERTScore F1 {result[role]:.4f} over {len(scores)} questions")
     return result
 
@@ -194,8 +195,13 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
 
     cfg, s3 = settings_and_s3()
     ft, ti = cfg.finetune, context["ti"]
+    paired = None
+    if evaluation.get("challenger_scores") and evaluation.get("champion_scores"):
+        from tailor.metrics.paired import non_inferiority
+
+        paired = non_inferiority(evaluation["challenger_scores"], evaluation["champion_scores"], ft.promote_margin)
     decision = decide(context["params"].get("promote", "if_better"), evaluation.get("challenger"),
-                      evaluation.get("champion"), ft.promote_margin)
+                      evaluation.get("champion"), ft.promote_margin, paired)
     if not decision.promote:
         record = outcome_record(decision, None)
         ti.xcom_push(key="decision", value=record)

@@ -227,3 +227,20 @@ def test_ensure_endpoint_fails_with_the_failure_reason_of_its_own_endpoint() -> 
         ensure_endpoint(sm, "challenger", NEW, _waiting())
     assert failed.value.endpoint is not None and failed.value.endpoint["EndpointStatus"] == "Failed"
     assert sm.requests == [f"create_endpoint {NEW}"]
+
+
+def test_the_paired_non_inferiority_test_decides_if_better_when_it_can() -> None:
+    from tailor.metrics.paired import non_inferiority
+
+    champion = [0.80, 0.70, 0.90, 0.60, 0.85, 0.75, 0.65, 0.95]
+    slightly_worse_everywhere = [c - 0.015 for c in champion]  # the means alone would promote (0.015 < 0.02)...
+    noisy = [c + d for c, d in zip(champion, [0.3, -0.3, 0.25, -0.28, 0.3, -0.3, 0.2, -0.3], strict=True)]
+    consistent = decide("if_better", sum(slightly_worse_everywhere) / 8, sum(champion) / 8, 0.02,
+                        non_inferiority(slightly_worse_everywhere, champion, 0.02))
+    assert consistent.promote and "not worse than the champion by more than 0.02 on n = 8" in consistent.reason
+    # ...and a challenger whose mean is close but that is much worse on half the questions is not shown non-inferior
+    erratic = decide("if_better", sum(noisy) / 8, sum(champion) / 8, 0.02, non_inferiority(noisy, champion, 0.02))
+    assert not erratic.promote and "possibly worse" in erratic.reason
+    untested = decide("if_better", 0.80, 0.81, 0.02, non_inferiority([0.80], [0.81], 0.02))
+    assert untested.promote and "margin" in untested.reason  # one question: the mean rule
+    assert decide("never", 0.9, 0.1, 0.02, non_inferiority(champion, champion, 0.02)).promote is False

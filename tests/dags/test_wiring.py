@@ -1,6 +1,11 @@
-"""weekly_evaluation's wiring: retry-safe stages, and only generation and judging can call a model."""
+"""DAG wiring: weekly_evaluation's retry-safe stages (only generation and judging call a model) and monthly_finetune's
+optional human approval before a promotion."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -40,3 +45,22 @@ def test_the_judge_checkpoints_under_the_run_and_does_nothing_else(dag) -> None:
 def test_the_approaches_param_is_the_approach_enum(dag) -> None:
     assert dag.params["approaches"] == Approach.values()
     assert dag.params.get_param("approaches").schema["items"]["enum"] == Approach.values()
+
+
+def test_a_human_approves_each_promotion_only_when_configured() -> None:
+    """finetune.require_approval (parse time, off by default) puts an ApprovalOperator before promote."""
+    script = ("from airflow.dag_processing.dagbag import DagBag; "
+              "d = DagBag(dag_folder='dags/monthly_finetune.py').dags['monthly_finetune']; "
+              "t = d.task_dict.get('approve_promotion'); "
+              "print(sorted(d.task_dict['promote'].upstream_task_ids), type(t).__name__ if t else None, "
+              "t.defaults if t else None)")
+    results = {}
+    for value in ("0", "1"):
+        env = {**os.environ, "TAILOR__FINETUNE__REQUIRE_APPROVAL": value}
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[value] = done.stdout.strip().splitlines()[-1]
+    assert results["0"] == "['deployment_configs', 'evaluate_challenger', 'prepare_training_data'] None None"
+    assert results["1"] == ("['approve_promotion', 'deployment_configs', 'evaluate_challenger', "
+                            "'prepare_training_data'] ApprovalOperator ['Reject']")
