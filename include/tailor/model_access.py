@@ -53,6 +53,22 @@ def split_model_id(model_id: str) -> tuple[str | None, str | None]:
     return None, target
 
 
+def provider(model_id: str) -> str | None:
+    """The model's provider (``meta``, ``anthropic``, ``amazon``...) from a bare id, a profile id or an ARN; None for
+    a provisioned, imported or custom model's ARN (its family is not in its id)."""
+    _, base = split_model_id(model_id)
+    return base.split(".", 1)[0] if base else None
+
+
+def self_preference(judges: Sequence[str], generators: Sequence[str]) -> list[str]:
+    """Judges of the same provider as a model whose answers they judge: LLM judges tend to prefer answers of their
+    own family (self-preference), so such a judge's scores favour that approach."""
+    families = {provider(g) for g in generators} - {None}
+    return [f"judge {judge} is from the same model family ({provider(judge)}) as a generator it judges: its scores "
+            "may favour that generator's answers (self-preference); prefer judges of other families"
+            for judge in judges if provider(judge) in families]
+
+
 def tool_choice(model_id: str) -> ToolChoice:
     """How a judge call to ``model_id`` can ask for the ``record_scores`` tool (``none``: reply in JSON text)."""
     _, base = split_model_id(model_id)

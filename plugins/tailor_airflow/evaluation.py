@@ -296,6 +296,7 @@ def summarize_results(scored: dict[str, Any], judged: dict[str, Any], calibrated
     from tailor.metrics.agreement import judge_alpha
     from tailor.metrics.judge import DEFAULT_CRITERIA
     from tailor.metrics.paired import compare
+    from tailor.model_access import self_preference
     from tailor.summary import summaries_to_json, summarize
 
     cfg, s3 = settings_and_s3()
@@ -310,6 +311,11 @@ def summarize_results(scored: dict[str, Any], judged: dict[str, Any], calibrated
         print(f"judge drift: {finding}")
     notes = [cfg.evaluation.report_note] if cfg.evaluation.report_note else []
     notes += (dataset.get("model_warnings") or []) + ([panel] if panel else []) + drift
+    approaches = [Approach.parse(s.approach) for s in summaries]
+    generators = [cfg.evaluation.generator_model_id] if any(not a.uses_endpoint for a in approaches) else []
+    if any(a.uses_endpoint for a in approaches):  # the JumpStart id names the family first: meta-textgeneration-...
+        generators.append(cfg.finetune.jumpstart_model_id.split("-", 1)[0] + ".jumpstart")
+    notes += self_preference(judged["judges"], generators)
     rows = [r.to_json() for r in records]
     paired = compare(rows, [s.approach for s in summaries])  # seeded: the same records give the same intervals
     for comparison in paired:

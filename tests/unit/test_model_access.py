@@ -173,3 +173,15 @@ def test_a_judge_panel_that_shrank_fails_check_complete_and_a_full_one_passes() 
     full = {**shrunk, "partial": False, "judges_answered": judges}
     assert evaluation.judge_panel_problem(full) is None and evaluation.judge_panel_problem(None) is None
     evaluation.check_complete.function({**published, "judge_panel": None})
+
+
+def test_a_judge_of_a_generators_family_is_flagged_for_self_preference() -> None:
+    from tailor.model_access import provider, self_preference
+
+    assert provider("us.meta.llama3-1-8b-instruct-v1:0") == "meta" and provider("amazon.nova-pro-v1:0") == "amazon"
+    assert provider("arn:aws:bedrock:us-east-1:111122223333:provisioned-model/abc") is None
+    flagged = self_preference(["us.meta.llama3-3-70b-instruct-v1:0", "amazon.nova-pro-v1:0"],
+                              ["us.meta.llama3-1-8b-instruct-v1:0"])
+    assert len(flagged) == 1 and flagged[0].startswith("judge us.meta.llama3-3-70b-instruct-v1:0 is from the same "
+                                                       "model family (meta)")
+    assert self_preference(["amazon.nova-pro-v1:0"], ["meta.jumpstart"]) == []
