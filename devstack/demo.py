@@ -90,8 +90,9 @@ class Demo:
 
     def run(self, name: str, conf: dict[str, Any] | None = None) -> Any:
         """One DAG run with ``dag.test()``: its tasks' lines as they finish, its log in out/logs/."""
-        header = table_header()
-        with self.logs.dag_run(name, header) as log:
+        import airflow  # noqa: F401 (configures logging on first import: before our handlers are attached)
+
+        with self.logs.dag_run(name, table_header()) as log:
             self.say(f"\n{name} (full log: {shown(log.path)})")
             started = time.monotonic()
             with self.observer.labelled(name):
@@ -258,8 +259,9 @@ def report_kb(stack: Stack, question: str, say: Callable[[str], None] = print) -
         knowledgeBaseId=stack.resources["knowledge_base_id"], retrievalQuery={"text": question},
         retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": 1}},
     )["retrievalResults"][0]
+    text = " ".join(top["content"]["text"].split())  # one line: the chunk's own line breaks collapsed
     say(f"Retrieve {question!r}\n  top hit ({top['score']:.3f}, {top['metadata'].get('product_name')}): "
-        f"{top['content']['text'][:160]}...")
+        f"{text[:160]}...")
 
 
 def report_finetune(stack: Stack, run_id: str, question: str, say: Callable[[str], None] = print) -> None:

@@ -168,7 +168,12 @@ class TableCatcher:
         if self._header.match(line):
             self._rows = [line.rstrip()]
         elif self._rows is not None:
-            if line.strip() and not _LOG_RECORD.match(line):
+            # the table ends at a blank line, a log record, or a line wider than its dashes (no row is)
+            if len(self._rows) == 1 and set(line.strip()) != {"-", " "}:  # not format_table's header after all
+                self._rows = None
+                return
+            width = len(self._rows[1]) if len(self._rows) > 1 else len(line)
+            if line.strip() and not _LOG_RECORD.match(line) and len(line.rstrip()) <= width:
                 self._rows.append(line.rstrip())
             else:
                 self._close()
@@ -348,10 +353,8 @@ class Capture:
 
     def _attach(self) -> None:
         """Our handler on dag.test()'s logger, and every root handler that writes to the terminal re-pointed to
-        the router (Airflow configures logging when first imported, which may be before or after :func:`capture`
-        started)."""
-        import airflow  # noqa: F401 (configures logging on first import, which drops handlers of airflow.* loggers)
-
+        the router. Airflow configures logging when first imported (before or after :func:`capture` started), which
+        drops the handlers of airflow.* loggers: import it before a DAG run."""
         dag_test = logging.getLogger(DAG_TEST_LOGGER)
         if self.boundaries not in dag_test.handlers:
             dag_test.addHandler(self.boundaries)
