@@ -9,8 +9,9 @@ pass:
 - one line per task when it finishes (task id with its map label, state, duration), from the records
   ``dag.test()`` logs around each task (``[DAG TEST] starting ... / end task ...``);
 - a progress line, at most every :data:`PROGRESS_EVERY_S`, for the long stages: generation (the
-  ``<approach> batch <i>: <n> answers`` prints, out of the plan's ``<n> samples ... x [approaches]``) and judging
-  (the judge's ``judged <n> of <N> (<rate>/s, ETA <s> s)`` log records);
+  ``<approach> batch <i>: <n> answers`` prints, out of the plan's ``<n> samples ... x [approaches]``), judging
+  (the judge's ``judged <n> of <N> (<rate>/s, ETA <s> s)`` log records) and the Amazon provider's waiters (the
+  training job: ``Training job not done yet: InProgress``);
 - the comparison table a task printed (``tailor.summary.format_table``), kept for the end;
 - for a failed task, its last :data:`TAIL_LINES` log lines and where its full log starts.
 """
@@ -41,10 +42,13 @@ DAG_TEST_LOGGER = "airflow.sdk.definitions.dag"
 _PLAN = re.compile(r"(\d+) samples of dataset \S+ x \[(.*?)\] -> \d+ batches")
 _BATCH = re.compile(r"^(\S+) batch \d+: (\d+) answers")
 _JUDGED = re.compile(r"judged (\d+) of (\d+) \(([\d.]+)/s, ETA (\d+) s\)")
+#: The Amazon provider's waiters while they poll (the training job, an endpoint): "Training job not done yet: ..."
+_WAITING = re.compile(r"\]\s+(.+?) not done yet: (\w+)")
 #: A log record's line (structlog's console format starts with an ISO timestamp), as opposed to a task's print.
 _LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 #: Airflow's bookkeeping after every task (log groups, state update, XCom push): left out of a failed task's tail.
-_BOOKKEEPING = re.compile(r"::(end)?group::|Task instance state updated|Pushing xcom|Updating RenderedTaskInstanceFields")
+_BOOKKEEPING = re.compile(
+    r"::(end)?group::|Task instance state updated|Pushing xcom|Updating RenderedTaskInstanceFields")
 #: A failed task's lines are cut to this width in the terminal (the file has them whole).
 TAIL_WIDTH = 200
 
@@ -116,6 +120,7 @@ class Progress:
         self.answers_done = 0
         self.generation_started: float | None = None
         self._last: dict[str, float] = {}
+        self._waiting_since: dict[str, float] = {}
 
     def feed(self, line: str) -> str | None:
         """The progress line to show for this log line, if any."""
@@ -146,6 +151,12 @@ class Progress:
                 return None
             eta = f", ETA {duration(float(match.group(4)))}" if done < total else ""
             return f"  ... judging: {done} of {total} ({match.group(3)}/s{eta})"
+        if match := _WAITING.search(line):
+            now, what = self.clock(), match.group(1)
+            since = self._waiting_since.setdefault(what, now)
+            if now - since < self.every or not self._due(what, now, False):
+                return None
+            return f"  ... {what}: {match.group(2)} for {duration(now - since)}"
         return None
 
     def _due(self, stage: str, now: float, finished: bool) -> bool:

@@ -123,7 +123,7 @@ def test_progress_lines_are_throttled_and_end_with_the_total() -> None:
     clock.now += 20
     assert progress.feed("hybrid batch 1: 3 answers (0 errors) -> s3://b/k") == \
         "  ... generation: 12 of 12 answers (0.15/s)"  # the last one always
-    judged = f"{STAMP}judged %d of 90 (1.5/s, ETA %d s) [airflow.task.operators.tailor_airflow.llm_judge.LLMJudgeOperator]"
+    judged = f"{STAMP}judged %d of 90 (1.5/s, ETA %d s) [airflow.task.operators.tailor_airflow.llm_judge.LLMJudge]"
     assert progress.feed(judged % (30, 40)) == "  ... judging: 30 of 90 (1.5/s, ETA 40.0 s)"
     clock.now += 30
     assert progress.feed(judged % (60, 20)) is None
@@ -131,6 +131,19 @@ def test_progress_lines_are_throttled_and_end_with_the_total() -> None:
     assert progress.feed(judged % (75, 10)) == "  ... judging: 75 of 90 (1.5/s, ETA 10.0 s)"
     assert progress.feed(judged % (90, 0)) == "  ... judging: 90 of 90 (1.5/s)"
     assert progress.feed(f"{STAMP}Done. Returned value was: 1") is None and progress.feed("") is None
+
+
+def test_a_waiter_shows_how_long_it_has_waited_once_a_minute() -> None:
+    clock = Clock()
+    progress = Progress(every=60, clock=clock)
+    polled = f"{STAMP}Training job not done yet: InProgress [airflow.providers.amazon.aws.utils.waiter_with_logging]"
+    shown = []
+    for _ in range(100):  # polled every 2 s for 200 s
+        shown.append(progress.feed(polled))
+        clock.now += 2
+    assert [line for line in shown if line] == ["  ... Training job: InProgress for 60.0 s",
+                                                "  ... Training job: InProgress for 2.0 min",
+                                                "  ... Training job: InProgress for 3.0 min"]
 
 
 def test_generation_without_the_plan_line_counts_answers() -> None:
@@ -218,7 +231,8 @@ def test_capture_sends_python_and_raw_output_to_the_files_and_keeps_the_terminal
     assert len(out) == 5 and out[3].endswith("logged after the capture") and out[4] == "printed after the capture"
     assert result.stderr == ""
     toy = (tmp_path / "logs" / "toy.log").read_text()
-    for line in ("[DAG TEST] starting task_id=t", "printed by the task", "XCom not found", "to stderr", "rag       0.8"):
+    table_row = "rag       0.8"
+    for line in ("[DAG TEST] starting task_id=t", "printed by the task", "XCom not found", "to stderr", table_row):
         assert line in toy
     demo = (tmp_path / "logs" / "demo.log").read_text()
     assert "printed outside any DAG run" in demo and "written to fd 2 by C code" in demo and "task" not in demo
