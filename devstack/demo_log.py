@@ -217,8 +217,7 @@ class RunLog:
         self.table = table
         self.file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by close())
         self.lines = 0
-        self.task: tuple[str, int] | None = None
-        self.task_first_line = 1
+        self.task_first_line = 1  # where the running task's log starts
         self.tail: deque[str] = deque(maxlen=tail)
         self.reported: set[tuple[str, int]] = set()
         self.failed: list[TaskResult] = []
@@ -235,7 +234,6 @@ class RunLog:
             self.table.feed(line)
 
     def task_started(self, task_id: str, map_index: int) -> None:
-        self.task = (task_id, map_index)
         self.task_first_line = self.lines + 1
         self.tail.clear()
 
@@ -249,7 +247,6 @@ class RunLog:
             self.console.print("\n".join("    | " + line for line in self.tail))
         elif result.state == "up_for_retry":
             self.console.print(f"    will retry; its log: {shown(self.path)}, from line {self.task_first_line}")
-        self.task = None
 
     def close(self) -> None:
         self.file.close()
