@@ -49,6 +49,8 @@ _LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 #: Airflow's bookkeeping after every task (log groups, state update, XCom push): left out of a failed task's tail.
 _BOOKKEEPING = re.compile(
     r"::(end)?group::|Task instance state updated|Pushing xcom|Updating RenderedTaskInstanceFields")
+#: A traceback's last line ("botocore.exceptions.ReadTimeoutError: Read timeout on ...").
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout|Interrupt)\b")
 #: A failed task's lines are cut to this width in the terminal (the file has them whole).
 TAIL_WIDTH = 200
 
@@ -246,7 +248,9 @@ class RunLog:
                                f"(full log: {shown(self.path)}, from line {self.task_first_line}):")
             self.console.print("\n".join("    | " + line for line in self.tail))
         elif result.state == "up_for_retry":
-            self.console.print(f"    will retry; its log: {shown(self.path)}, from line {self.task_first_line}")
+            error = next((line for line in reversed(self.tail) if _EXCEPTION.match(line)), None)
+            self.console.print(f"    will retry{f' after {error}' if error else ''}; its log: {shown(self.path)}, "
+                               f"from line {self.task_first_line}")
 
     def close(self) -> None:
         self.file.close()

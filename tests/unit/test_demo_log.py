@@ -109,6 +109,22 @@ def test_a_failed_task_shows_its_last_lines_and_where_its_log_starts(tmp_path: P
     assert written[9].endswith("x" * 300)
 
 
+def test_a_task_up_for_retry_shows_its_error_in_one_line(tmp_path: Path) -> None:
+    shown, terminal = console()
+    log = RunLog(tmp_path / "monthly_finetune.log", shown)
+    router, boundaries = LineRouter(lambda: log), TaskBoundaries(lambda: log)
+    run_task(boundaries, router, ti("smoke_test"), ["smoke test answer: 'ok'"])
+    run_task(boundaries, router, ti("evaluate_challenger", state="up_for_retry", seconds=390.0), [
+        f"{STAMP}Task failed with exception [task]", "Traceback (most recent call last):",
+        "TimeoutError: timed out", "  File \"botocore/retryhandler.py\", line 416", "    raise caught_exception",
+        'botocore.exceptions.ReadTimeoutError: Read timeout on endpoint URL: "http://127.0.0.1/invocations"',
+        f"{STAMP}::group::Post Execute [task]"])
+    lines = terminal.getvalue().splitlines()
+    assert len(lines) == 3 and lines[1].split()[:2] == ["evaluate_challenger", "up_for_retry"]
+    assert lines[2] == ('    will retry after botocore.exceptions.ReadTimeoutError: Read timeout on endpoint URL: '
+                        f'"http://127.0.0.1/invocations"; its log: {tmp_path / "monthly_finetune.log"}, from line 2')
+
+
 def test_progress_lines_are_throttled_and_end_with_the_total() -> None:
     clock = Clock()
     progress = Progress(every=60, clock=clock)
