@@ -162,7 +162,7 @@ def test_bakeoff_projects_450_questions_from_the_per_batch_timings(tmp_path: Pat
     assert table[0].startswith("| weekly_evaluation stage | 45 q measured s |") and len(table) == 2 + len(fits)
     assert any("`weekly_evaluation` (success) | 45 |" in line for line in bakeoff.dag_table(timings))
     total, peak, time_ok, memory_ok = bakeoff.verdict(timings, 0.0)
-    assert total == timings["total_s"] == 3000 and not time_ok and peak >= 0  # 50 min > the 10 min goal
+    assert total == timings["total_s"] and 3000 <= total < 3030 and not time_ok and peak >= 0  # 50 min > 10 min goal
     assert "Time goal MISSED" in "\n".join(bakeoff.missed_lines(timings, full, False, True))
 
 
