@@ -1,9 +1,10 @@
 """Whole offline bake-off: ``make demo`` timed DAG by DAG and stage by stage, its peak memory, how the weekly
 evaluation grows with the number of questions, and the fine-tuned model against the base model.
 
-The demo runs as it does for ``make demo`` (``python -m devstack.demo`` in a subprocess), which records its own
-timings in ``out/timings.json``: the wall time of each DAG run, the start/end/duration of every task instance
-(from the DagRun's task instances) and the peak RSS of the demo process and of the local AWS child. With
+The demo runs as it does for ``make demo``, in a subprocess, under its profiler (``python -m
+benchmarks.demo_profile``: the same ``devstack.demo.main`` with a recorder on its hooks), which records
+``out/timings.json``: the wall time of each DAG run, the start/end/duration of every task instance (from the
+DagRun's task instances) and the peak RSS of the demo process and of the local AWS child. With
 ``TAILOR_DEMO_EXTRA_EVALUATION=15`` it first runs weekly_evaluation on 15 questions, then the full 45: two
 measured sizes per stage give a fixed cost and a cost per question, from which 450 questions are projected.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "out"
 TIMINGS = OUT / "timings.json"
 DEMO_LOG = OUT / "bench-demo.log"
+#: the demo's line when a DAG run is over ("weekly_evaluation: success in 691 s")
+DAG_DONE = re.compile(r"^\w+: \w+ in \d+ s$")
 FIGURES = OUT / "bench" / "bakeoff.json"
 LAST_COMPARISON = OUT / "bench" / "finetune_vs_base.json"
 TEST_QA = REPO / "include" / "data" / "qa" / "test.json"
@@ -64,20 +68,21 @@ STAGES = {"plan": ("plan_batches",), "generation": ("generate_answers",), "scori
 
 def run_demo(extra_questions: int = EXTRA_QUESTIONS, echo: Callable[[str], None] = print,
              args: tuple[str, ...] = ()) -> tuple[int, dict]:
-    """``python -m devstack.demo [args]`` (its full output to out/bench-demo.log; DAG lines echoed) -> (exit code,
-    timings)."""
+    """``python -m benchmarks.demo_profile [args]``: the demo, profiled (its terminal output to out/bench-demo.log,
+    its full logs in out/logs/; DAG lines echoed) -> (exit code, timings)."""
     TIMINGS.unlink(missing_ok=True)
     OUT.mkdir(exist_ok=True)
     env = dict(os.environ)
     if extra_questions:
         env["TAILOR_DEMO_EXTRA_EVALUATION"] = str(extra_questions)
     with open(DEMO_LOG, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "devstack.demo", *args], cwd=REPO, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "benchmarks.demo_profile", *args], cwd=REPO, env=env,
+                                   text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
-            if line.startswith(("=== ", "timings:", "bake-off finished", "failed tasks")):
+            if DAG_DONE.match(line) or line.startswith(("timings:", "bake-off finished", "bake-off FAILED",
+                                                         "failed:")):
                 echo("  demo: " + line.rstrip())
         code = process.wait()
     if not TIMINGS.exists():
@@ -373,8 +378,9 @@ def run(extra_questions: int | None = None, compare_base: bool = True) -> tuple[
     rss = timings["peak_rss_mb"]
     lines = [
         "## Whole offline bake-off (`make demo`)",
-        "`python -m devstack.demo` in a subprocess, exactly as `make demo` runs it (its output in "
-        f"`out/bench-demo.log`), which records `out/timings.json`: wall time of each DAG run and of every task "
+        "`python -m benchmarks.demo_profile` in a subprocess: `make demo`'s code with a recorder on its hooks (its "
+        f"output in `out/bench-demo.log`, its full logs in `out/logs/`), which records `out/timings.json`: wall time "
+        "of each DAG run and of every task "
         "instance (start/end from the DagRun's task instances), peak RSS of the demo process (ru_maxrss) and of the "
         "local AWS child (VmHWM), and of both together (sampled every 0.5 s). "
         + (f"For the scaling fit the bench also runs weekly_evaluation on the first {extra_questions} questions "

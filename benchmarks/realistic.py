@@ -71,7 +71,7 @@ def run() -> tuple[str, bool]:
     lines += ["", f"Worst of {runs}: {worst_s:.0f} s ({worst_s / GOAL_SECONDS:.2f}x the 15-minute goal) and "
               f"{worst_mb} MB ({worst_mb / GOAL_MB:.2f}x the 4 GB goal), largest step `{step}`: "
               + ("**goals met**." if ok else "**goal MISSED** (see the table; exit codes other than 0 are failed "
-                                             "runs, their log is out/bench-demo.log).")]
+                                             "runs: out/bench-demo.log, full logs in out/logs/).")]
     lines += ["", f"Peak memory by step of the run with the highest peak (run {results.index(worst) + 1}):",
               *memory_lines(worst["timings"])[1:]]
     return "\n".join(lines), ok

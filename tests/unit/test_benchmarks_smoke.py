@@ -3,8 +3,8 @@
 The full-size runs (the whole bake-off, 50k-chunk indexes, the throw-away PostgreSQL of the warehouse benchmark)
 are ``make bench``'s job; here the judge stage runs 8 calls of a 10 ms judge, the warehouse write 500 rows on
 SQLite, the local AWS data plane one small document (a subprocess, so its in-process server and models stay out of
-the test process), the bake-off's analysis a synthetic demo recorded by the demo's own recorder, and the scale
-projection with its tokenizer and Airflow look-ups stubbed.
+the test process), the bake-off's analysis a synthetic demo recorded by the demo's profiler (benchmarks.demo_profile),
+and the scale projection with its tokenizer and Airflow look-ups stubbed.
 """
 
 from __future__ import annotations
@@ -123,11 +123,11 @@ def _evaluation(questions: int, start: datetime) -> SimpleNamespace:
 
 
 def _recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: tuple[int, ...]) -> dict:
-    from devstack import demo
+    from benchmarks import demo_profile
 
-    monkeypatch.setattr(demo, "OUT", tmp_path)
-    monkeypatch.setattr(demo, "TIMINGS", tmp_path / "timings.json")
-    recorder = demo.Recorder()
+    monkeypatch.setattr(demo_profile, "OUT", tmp_path)
+    monkeypatch.setattr(demo_profile, "TIMINGS", tmp_path / "timings.json")
+    recorder = demo_profile.Recorder()
     recorder.started -= 3000  # the synthetic demo "took" 50 minutes
     start = datetime(2026, 11, 26, tzinfo=timezone.utc)
     recorder.dag("catalog_kb_sync", SimpleNamespace(run_id="kb", state="success", get_task_instances=lambda: [
@@ -162,7 +162,7 @@ def test_bakeoff_projects_450_questions_from_the_per_batch_timings(tmp_path: Pat
     assert table[0].startswith("| weekly_evaluation stage | 45 q measured s |") and len(table) == 2 + len(fits)
     assert any("`weekly_evaluation` (success) | 45 |" in line for line in bakeoff.dag_table(timings))
     total, peak, time_ok, memory_ok = bakeoff.verdict(timings, 0.0)
-    assert total == timings["total_s"] == 3000 and not time_ok and peak >= 0  # 50 min > the 10 min goal
+    assert total == timings["total_s"] and 3000 <= total < 3030 and not time_ok and peak >= 0  # 50 min > 10 min goal
     assert "Time goal MISSED" in "\n".join(bakeoff.missed_lines(timings, full, False, True))
 
 
@@ -235,11 +235,11 @@ def test_demo_memory_is_recorded_per_step(tmp_path: Path, monkeypatch: pytest.Mo
     """The sampler labels its samples with the step that runs (a phase or a DAG run): which step grows memory."""
     import time
 
-    from devstack import demo
+    from benchmarks import demo_profile
 
-    monkeypatch.setattr(demo, "OUT", tmp_path)
-    monkeypatch.setattr(demo, "TIMINGS", tmp_path / "timings.json")
-    recorder = demo.Recorder()
+    monkeypatch.setattr(demo_profile, "OUT", tmp_path)
+    monkeypatch.setattr(demo_profile, "TIMINGS", tmp_path / "timings.json")
+    recorder = demo_profile.Recorder()
     with recorder.labelled("weekly_evaluation"):
         assert recorder.step == "weekly_evaluation"
         with recorder.phase("report_evaluation"):

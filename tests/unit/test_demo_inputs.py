@@ -21,7 +21,7 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.fail("the bake-off started although an input was bad")
 
     monkeypatch.setattr(demo, "_bake_off", started)
-    monkeypatch.setattr(demo, "Recorder", started)
+    monkeypatch.setattr(demo, "capture", started)
 
 
 def test_the_realistic_pair_is_accepted() -> None:
