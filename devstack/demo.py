@@ -307,7 +307,7 @@ def report_evaluation(stack: Stack, run_id: str, say: Callable[[str], None] = pr
     prefix = run_prefix(load_settings().evaluation.output_prefix, run_id)
     s3, bucket = stack.client("s3"), stack.resources["bucket"]
     say("\noutputs:")
-    for name in ("summary_results.csv", "report.html"):
+    for name in ("summary_results.csv", "paired_comparisons.csv", "report.html"):
         s3.download_file(bucket, prefix + name, str(OUT / name))
         say(f"  s3://{bucket}/{prefix}{name} -> {shown(OUT / name)}")
     with sqlite3.connect(OUT / "warehouse.db") as db:
