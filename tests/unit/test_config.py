@@ -278,7 +278,7 @@ def test_parse_time_settings_are_part_of_the_settings_object() -> None:
     assert defaults.evaluation.judge_models == DEFAULT_JUDGE_MODELS
     # every declared parse-time setting: one environment variable, its default in the settings object
     declared = parse_time_variables()
-    assert len(declared) == sum(is_parse_time(f) for cls in SECTIONS.values() for f in fields(cls)) == 14
+    assert len(declared) == sum(is_parse_time(f) for cls in SECTIONS.values() for f in fields(cls)) == 15
     for name, cls in SECTIONS.items():
         for f in fields(cls):
             if is_parse_time(f):
