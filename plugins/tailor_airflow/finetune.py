@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import AssetAlias, task
@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from tailor.config import parse_time_setting
 from tailor_airflow.assets import FINETUNED_MODEL
 from tailor_airflow.clients import CHAMPION_KEY, champion_method, settings_and_s3
+
 #: ``promote``'s outlet: an event for ``finetuned-model`` is added through it only when the champion endpoint was
 #: seen InService on the new configuration (a plain outlet would announce every successful ``promote``, including
 #: "kept the champion", and start the weekly evaluation that listens to the asset for nothing).
@@ -32,8 +33,13 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
     from tailor.jumpstart import EulaNotAccepted
     from tailor.kb_sync import CatalogStore
     from tailor.qa import load_qa
-    from tailor.training_data import TRAINING_PREFIX, assert_no_test_leak, job_name_for, training_files, \
-        training_request
+    from tailor.training_data import (
+        TRAINING_PREFIX,
+        assert_no_test_leak,
+        job_name_for,
+        training_files,
+        training_request,
+    )
     from tailor_airflow.clients import jumpstart_sdk
 
     cfg, s3 = settings_and_s3()
@@ -220,7 +226,7 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
     pointer = {"endpoint_name": ft.champion_endpoint, "job_name": prepared["job_name"], "method": prepared["method"],
                "endpoint_config_name": result.config_name,
                "model_data_url": deployed["model_data_url"], "catalog_version": prepared["catalog_version"],
-               "promoted_at": datetime.now(timezone.utc).isoformat(), "run_id": context["run_id"],
+               "promoted_at": datetime.now(UTC).isoformat(), "run_id": context["run_id"],
                "evaluation": evaluation, "actions": list(result.actions)}
     s3.put_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY, Body=json.dumps(pointer, indent=2).encode())
     context["outlet_events"][PROMOTIONS].add(FINETUNED_MODEL, extra={"job_name": prepared["job_name"],
@@ -275,7 +281,7 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
         "model_data_url": (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
         "decision": decision, "challenger_endpoint_deleted": deleted is not None,
         "challenger_endpoint_gone": not any(p.startswith("challenger") for p in problems),
-        "problems": problems, "recorded_at": datetime.now(timezone.utc).isoformat(),
+        "problems": problems, "recorded_at": datetime.now(UTC).isoformat(),
     }
     key = f"finetune/{job_name}/lineage.json"
     s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=json.dumps(lineage, indent=2, default=str).encode())

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,7 +129,7 @@ def _recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: tuple[int,
     monkeypatch.setattr(demo, "TIMINGS", tmp_path / "timings.json")
     recorder = demo.Recorder()
     recorder.started -= 3000  # the synthetic demo "took" 50 minutes
-    start = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 26, tzinfo=UTC)
     recorder.dag("catalog_kb_sync", SimpleNamespace(run_id="kb", state="success", get_task_instances=lambda: [
         _task("ingest", start, 12.0), _task("stage", start, 2.0)]), 20.0, {"catalog_key": "k"})
     with recorder.phase("report_kb"):
@@ -162,7 +162,8 @@ def test_bakeoff_projects_450_questions_from_the_per_batch_timings(tmp_path: Pat
     assert table[0].startswith("| weekly_evaluation stage | 45 q measured s |") and len(table) == 2 + len(fits)
     assert any("`weekly_evaluation` (success) | 45 |" in line for line in bakeoff.dag_table(timings))
     total, peak, time_ok, memory_ok = bakeoff.verdict(timings, 0.0)
-    assert total == timings["total_s"] == 3000 and not time_ok and peak >= 0  # 50 min > the 10 min goal
+    # 50 min > the 10 min goal; the recorder's clock runs on while the test builds the runs (a busy machine: 10 ms)
+    assert total == timings["total_s"] == pytest.approx(3000, abs=5) and not time_ok and peak >= 0
     assert "Time goal MISSED" in "\n".join(bakeoff.missed_lines(timings, full, False, True))
 
 
