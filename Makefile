@@ -7,7 +7,7 @@ REQS := requirements.txt requirements-dev.txt requirements-models.txt constraint
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha1sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: venv demo test airflow bench audit lock clean
+.PHONY: venv demo test lint airflow bench audit lock clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,14 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+# ruff (rules in pyproject.toml, incl. the parse-time import ban TID253) and mypy; both run, either failing fails.
+# mypy over pyright, measured on these paths before the fixes (2 cores): mypy 2.4.1 100-140 s cold, ~2 s with its
+# cache (.mypy_cache), 226 findings, ~32 MB installed; pyright 1.1.414 ~90 s on every run, 175 findings, ~38 MB
+# plus Node.js (the system's, else it downloads one at run time).
+LINT_PATHS := dags plugins include devstack benchmarks tests
+lint: venv
+	status=0; $(PY) -m ruff check $(LINT_PATHS) || status=1; $(PY) -m mypy $(LINT_PATHS) || status=1; exit $$status
 
 airflow: venv
 	$(PY) -m devstack.airflow

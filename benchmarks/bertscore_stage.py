@@ -18,6 +18,10 @@ import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tailor.metrics import BertScorer
 
 GOAL_RATIO = 0.8
 REPO = Path(__file__).resolve().parents[1]
@@ -55,16 +59,16 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _raw_batches(scorer: object, texts: list[str]) -> list[tuple[object, object]]:
-    """The distinct texts as bert_score orders them, tokenized by its tokenizer and padded per batch."""
+def _raw_batches(scorer: BertScorer, texts: list[str]) -> list[tuple[Any, Any]]:
+    """The distinct texts as bert_score orders them, tokenized by its tokenizer and padded per batch: (padded ids,
+    attention mask) tensors."""
     from bert_score.utils import padding, sent_encode
 
-    inner = scorer.scorer  # type: ignore[attr-defined]
-    tokenizer = inner._tokenizer
+    tokenizer = scorer.scorer._tokenizer
     ordered = sorted(set(texts), key=lambda x: len(x.split(" ")), reverse=True)  # bert_score's dedup_and_sort
     batches = []
-    for start in range(0, len(ordered), scorer.batch_size):  # type: ignore[attr-defined]
-        ids = [sent_encode(tokenizer, text) for text in ordered[start : start + scorer.batch_size]]  # type: ignore[attr-defined]
+    for start in range(0, len(ordered), scorer.batch_size):
+        ids = [sent_encode(tokenizer, text) for text in ordered[start : start + scorer.batch_size]]
         padded, _, mask = padding(ids, tokenizer.pad_token_id)
         batches.append((padded, mask))
     return batches
@@ -77,6 +81,7 @@ def run(repeats: int = 3, batch_size: int = 32, budget_seconds: float = 60.0) ->
     """Return (markdown section, goal met). Fewer than ``repeats`` runs (at least one) once a half of
     ``budget_seconds`` is spent on one answer length: a busy shared machine slows 2-thread torch a lot."""
     import torch
+
     from localaws.models import smollm2_dir
     from tailor.metrics import LOCAL_NUM_LAYERS, BertScorer
 
@@ -102,7 +107,8 @@ def run(repeats: int = 3, batch_size: int = 32, budget_seconds: float = 60.0) ->
         deadline = time.perf_counter() + budget_seconds / 2
         stage()  # warm-up (allocator, kernels)
         raw()
-        stage_s, raw_s = [], []
+        stage_s: list[float] = []
+        raw_s: list[float] = []
         while len(stage_s) < repeats and (not stage_s or time.perf_counter() < deadline):
             stage_s.append(_seconds(stage))
             raw_s.append(_seconds(raw))

@@ -20,6 +20,7 @@ No goals were set for this section by the issue: figures and ratios are reported
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -218,11 +219,11 @@ def measure_ingestion(server: Server, copies: int, products: int | None = None,
     in_thread(lambda: model.embed(["warm-up"]))
     s3, agent = server.client("s3"), server.client("bedrock-agent")
     documents = product_documents(copies, products, words)
-    for name, text, metadata in documents:
+    for name, text, attributes in documents:
         key = server.data_prefix + name
         s3.put_object(Bucket=server.bucket, Key=key, Body=text.encode())
         s3.put_object(Bucket=server.bucket, Key=key + ".metadata.json",
-                      Body=json.dumps({"metadataAttributes": metadata}).encode())
+                      Body=json.dumps({"metadataAttributes": attributes}).encode())
     started = time.perf_counter()
     job = agent.start_ingestion_job(knowledgeBaseId=server.knowledge_base_id,
                                     dataSourceId=server.data_source_id)["ingestionJob"]
@@ -286,7 +287,8 @@ def measure_retrieve(server: Server, texts: list[str], metadata: list[dict[str, 
     for question in asked[:3]:  # warm-up: connection, first query
         call(question)
     latencies = [call(question) for question in asked[3:]]
-    embed_ms, search_ms = [], []
+    embed_ms: list[float] = []
+    search_ms: list[float] = []
 
     def split(question: str) -> None:
         started = time.perf_counter()
@@ -297,7 +299,7 @@ def measure_retrieve(server: Server, texts: list[str], metadata: list[dict[str, 
         search_ms.append((time.perf_counter() - started) * 1000)
 
     for question in asked[3 : 3 + min(queries, 10)]:
-        in_thread(lambda question=question: split(question))
+        in_thread(functools.partial(split, question))
     return RetrieveRow(size, build, growth, len(latencies), percentile(latencies, 50), percentile(latencies, 95),
                        statistics.median(embed_ms), statistics.median(search_ms))
 

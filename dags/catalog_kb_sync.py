@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
 from tailor_airflow.assets import CATALOG_DROPS
+from tailor_airflow.defaults import DEFAULT_ARGS, START_DATE
 from tailor_airflow.kb_sync import CATALOG_KEY_PARAM, catalog_keys_from_events, catalog_sync_tasks
 
 

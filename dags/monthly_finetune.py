@@ -19,6 +19,8 @@ confirmed promotion only. Empty Params use the config (`include/config/defaults.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import Param, chain, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -32,8 +34,11 @@ from tailor_airflow.finetune import (
     smoke_test,
     teardown_challenger,
 )
-from tailor_airflow.sagemaker_operators import ResumableEndpointOperator, ResumableModelOperator, \
-    ResumableTrainingOperator
+from tailor_airflow.sagemaker_operators import (
+    ResumableEndpointOperator,
+    ResumableModelOperator,
+    ResumableTrainingOperator,
+)
 
 POLL_SECONDS: int = parse_time_setting("finetune", "poll_seconds")
 
@@ -64,7 +69,9 @@ POLL_SECONDS: int = parse_time_setting("finetune", "poll_seconds")
     doc_md=__doc__,
 )
 def monthly_finetune() -> None:
-    prepared = prepare_training_data()
+    # A @task call or an operator's .output is an XComArg that stands for the value at run time; mypy cannot match
+    # it to the task functions' parameter types (apache/airflow#39514), so these references are typed Any.
+    prepared: Any = prepare_training_data()
     train = ResumableTrainingOperator(
         task_id="train",
         config=prepared["training_config"],
@@ -73,11 +80,12 @@ def monthly_finetune() -> None:
         max_attempts=30 * 3600 // POLL_SECONDS,  # a JumpStart 8B fine-tune can take hours: wait up to 30 h
         print_log=False,
     )
-    configs = deployment_configs(prepared["job_name"], train.output)
+    trained: Any = train.output
+    configs: Any = deployment_configs(prepared["job_name"], trained)
     create_model = ResumableModelOperator(task_id="create_model", config=configs["model"])
     deploy = ResumableEndpointOperator(task_id="deploy_challenger", config=configs["endpoint"],
                                        check_interval=POLL_SECONDS)
-    evaluation = evaluate_challenger(configs["challenger_endpoint"], prepared["method"])
+    evaluation: Any = evaluate_challenger(configs["challenger_endpoint"], prepared["method"])
     decision = promote(prepared, configs, evaluation)
     teardown = teardown_challenger()
     smoke = smoke_test(configs["challenger_endpoint"], prepared["method"])

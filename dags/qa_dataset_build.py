@@ -16,6 +16,8 @@ point `qa.test_set` / `qa.train_set` (or the `dataset` Param of `weekly_evaluati
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import Param, dag
 
 from tailor.bedrock_ids import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
@@ -57,8 +59,11 @@ from tailor_airflow.qa_build import curate_dataset, generate_candidates, plan_da
     doc_md=__doc__,
 )
 def qa_dataset_build() -> None:
-    plan = plan_dataset()
-    curate_dataset(plan, generate_candidates(plan))
+    # A @task call returns an XComArg standing for the value at run time; mypy cannot match it to the task
+    # functions' parameter types (apache/airflow#39514), so these references are typed Any.
+    plan: Any = plan_dataset()
+    candidates: Any = generate_candidates(plan)
+    curate_dataset(plan, candidates)
 
 
 qa_dataset_build()

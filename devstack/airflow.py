@@ -3,8 +3,8 @@
 Local AWS + ``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` (LocalExecutor, simple
 auth manager) in a project-local AIRFLOW_HOME, sized for a 2-core laptop. The metadata DB is a throw-away
 PostgreSQL (devstack/postgres.py; fresh each start), as in docker-compose.yaml: with four processes writing,
-SQLite answers API calls with "database is locked" (we saw it), which a demanding user would not accept. Every process is
-started in its own session and stopped by PID (SIGTERM, then SIGKILL), also when startup fails. The live
+SQLite answers API calls with "database is locked" (we saw it), which a demanding user would not accept. Every process
+is started in its own session and stopped by PID (SIGTERM, then SIGKILL), also when startup fails. The live
 end-to-end test (tests/live/) drives the same stack through the REST API only.
 """
 

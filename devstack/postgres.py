@@ -60,8 +60,8 @@ def find_pg_bin() -> Path | None:
     """The newest directory holding both ``initdb`` and ``postgres``."""
     candidates = [Path(os.environ["TAILOR_PG_BIN"])] if os.environ.get("TAILOR_PG_BIN") else []
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version, reverse=True)
-    if shutil.which("initdb"):
-        candidates.append(Path(shutil.which("initdb")).resolve().parent)
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
     return next((d for d in candidates if (d / "initdb").is_file() and (d / "postgres").is_file()), None)
 
 

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.bedrockagent.exceptions import ConflictException, ResourceNotFoundException, ValidationException
@@ -38,7 +38,7 @@ RUNNING = ("STARTING", "IN_PROGRESS", "STOPPING")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _new_id() -> str:
@@ -270,7 +270,7 @@ def _read_documents(source: DataSource) -> tuple[list[Document], dict[str, int],
     bucket = s3_config["bucketArn"].split(":::")[-1]
     prefixes = s3_config.get("inclusionPrefixes") or [""]
     s3 = _s3_client()
-    keys = []
+    keys: list[str] = []
     for prefix in prefixes:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
@@ -314,10 +314,8 @@ def _fail_documents(fault: faults.Fault, documents: list[Document], failures: Fa
     key order; ``DOCUMENTS_FAILED:<glob>`` every document whose S3 key matches the ``fnmatch`` glob. A glob that
     selects nothing is an error (the job ends FAILED saying so): a fault that fails no document proves nothing."""
     pattern = fault.error.partition(":")[2]
-    if pattern:
-        failed = [d for d in documents if fnmatch.fnmatchcase(d[0].split("/", 3)[3], pattern)]
-    else:
-        failed = documents[:1]
+    failed = ([d for d in documents if fnmatch.fnmatchcase(d[0].split("/", 3)[3], pattern)] if pattern
+              else documents[:1])
     if not failed:
         raise ValueError(f"localaws fault {fault.error!r} selects none of the {len(documents)} readable documents "
                          f"({', '.join(d[0] for d in documents[:5])}{', ...' if len(documents) > 5 else ''})")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 #: Regions whose availability the table records; any other region offers none of these models locally.
 REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-central-1")
@@ -119,7 +119,7 @@ def lifecycle(model: Model, today: date) -> str:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 #: Geographic prefixes of the cross-region inference profiles the table records (MS).

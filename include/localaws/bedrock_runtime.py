@@ -118,5 +118,11 @@ def _tool_use(path: Any, messages: list[dict[str, str]], tool_config: dict[str, 
     }
 
 
+#: Operations moto's Bedrock runtime does not have, by handler name.
+HANDLERS = {"converse": converse}
+
+
 def install() -> None:
-    BedrockRuntimeResponse.converse = converse
+    """Define the missing operations on moto's response class (before the server takes requests)."""
+    for name, handler in HANDLERS.items():
+        setattr(BedrockRuntimeResponse, name, handler)

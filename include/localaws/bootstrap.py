@@ -61,7 +61,8 @@ def bootstrap(endpoint_url: str, spec: dict[str, Any]) -> dict[str, str]:
             },
         },
     )["knowledgeBase"]["knowledgeBaseId"]
-    sources = {d["name"]: d["dataSourceId"] for d in agent.list_data_sources(knowledgeBaseId=kb_id)["dataSourceSummaries"]}
+    summaries = agent.list_data_sources(knowledgeBaseId=kb_id)["dataSourceSummaries"]
+    sources = {d["name"]: d["dataSourceId"] for d in summaries}
     ds_id = sources.get(spec["data_source_name"]) or agent.create_data_source(
         knowledgeBaseId=kb_id,
         name=spec["data_source_name"],

@@ -129,9 +129,11 @@ def _s3(method: str, path: str, query: dict[str, list[str]], environ: dict[str, 
 
 #: SageMaker operation -> (resource type, request field naming it).
 _SAGEMAKER = {
-    "CreateTrainingJob": ("training-job", "TrainingJobName"), "DescribeTrainingJob": ("training-job", "TrainingJobName"),
+    "CreateTrainingJob": ("training-job", "TrainingJobName"),
+    "DescribeTrainingJob": ("training-job", "TrainingJobName"),
     "StopTrainingJob": ("training-job", "TrainingJobName"),
-    "CreateModel": ("model", "ModelName"), "DescribeModel": ("model", "ModelName"), "DeleteModel": ("model", "ModelName"),
+    "CreateModel": ("model", "ModelName"), "DescribeModel": ("model", "ModelName"),
+    "DeleteModel": ("model", "ModelName"),
     "CreateEndpointConfig": ("endpoint-config", "EndpointConfigName"),
     "DescribeEndpointConfig": ("endpoint-config", "EndpointConfigName"),
     "DeleteEndpointConfig": ("endpoint-config", "EndpointConfigName"),

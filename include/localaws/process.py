@@ -11,7 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 #: glibc malloc for a server whose request threads and model workers allocate large tensors: two arenas
 #: instead of 8 per core (each request thread would otherwise get its own). The serving worker also trims the
 #: freed memory after every batch (``localaws.serving.release_free_memory``).

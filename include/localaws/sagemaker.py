@@ -38,8 +38,9 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
@@ -104,6 +105,13 @@ def _upload_dir(source: Path, uri: str) -> None:
         s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
 
 
+def _set_fields(resource: FakeTrainingJob | FakeEndpoint, **fields: Any) -> None:
+    """Set fields that moto's resource classes do not declare (``FailureReason`` of a training job,
+    ``PendingDeploymentSummary``, ...) or declare narrower (``None`` only): their ``response_object`` serializes
+    the instance's attributes, so these show in the Describe* responses as they do on AWS."""
+    vars(resource).update(fields)
+
+
 def _run_training(job: FakeTrainingJob, violation: Any = None) -> None:
     from localaws.models import smollm2_dir
     from localaws.training import TrainingFailed, fine_tune_in_subprocess, pack
@@ -135,23 +143,25 @@ def _run_training(job: FakeTrainingJob, violation: Any = None) -> None:
                 bucket, key = _split(artifacts)
                 _s3().upload_file(str(workdir / "model.tar.gz"), bucket, key)
         now = utcnow()
-        job.final_metric_data_list = [{"MetricName": k, "Value": float(v), "Timestamp": now} for k, v in metrics.items()]
+        job.final_metric_data_list = [{"MetricName": k, "Value": float(v), "Timestamp": now}
+                                      for k, v in metrics.items()]
         job.training_job_status = job.secondary_status = "Completed"
         log.info("training job %s Completed: %s", job.training_job_name, metrics)
     except faults.InjectedFault as fault:
-        job.failure_reason = fault.message
+        _set_fields(job, failure_reason=fault.message)
         job.training_job_status = job.secondary_status = "Failed"
     except TrainingFailed as failure:  # the algorithm's own error, as SageMaker reports it
         log.error("training job %s Failed: %s", job.training_job_name, failure)
-        job.failure_reason = f"AlgorithmError: {failure}"
+        _set_fields(job, failure_reason=f"AlgorithmError: {failure}")
         job.training_job_status = job.secondary_status = "Failed"
     except Exception as exc:  # the job's Failed state, with the reason, as on AWS
         log.exception("training job %s Failed", job.training_job_name)
-        job.failure_reason = f"AlgorithmError: {type(exc).__name__}: {exc}"
+        _set_fields(job, failure_reason=f"AlgorithmError: {type(exc).__name__}: {exc}")
         job.training_job_status = job.secondary_status = "Failed"
     finally:
         job.training_end_time = job.last_modified_time = utcnow()
-        job.billable_time_in_seconds = job.training_time_in_seconds = max(1, int(time.monotonic() - started))
+        seconds = max(1, int(time.monotonic() - started))
+        _set_fields(job, billable_time_in_seconds=seconds, training_time_in_seconds=seconds)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -182,12 +192,12 @@ def _create_training_job(self: SageMakerModelBackend, **kwargs: Any) -> FakeTrai
             raise ValidationError(found.message) from None
         violation = found  # AWS creates the job; the container fails it
     job = _original_create_training_job(self, **kwargs)
-    job.environment = dict(request.get("Environment") or {})
+    _set_fields(job, environment=dict(request.get("Environment") or {}))
     if (job.output_data_config or {}).get("CompressionType") == "NONE":  # uncompressed: a prefix, as on AWS
         output = job.output_data_config["S3OutputPath"].rstrip("/")
         job.model_artifacts = {"S3ModelArtifacts": f"{output}/{job.training_job_name}/output/model/"}
     job.training_job_status, job.secondary_status = "InProgress", "Starting"
-    job.training_end_time = None
+    _set_fields(job, training_end_time=None)
     job.final_metric_data_list = []
     threading.Thread(target=_run_training, args=(job, violation), daemon=True,
                      name=f"train-{job.training_job_name}").start()
@@ -350,13 +360,14 @@ def update_endpoint(self: SageMakerResponse) -> Any:
             raise ValidationError(f'Cannot update in-progress endpoint "{endpoint.arn}".')
         fault = faults.take("sagemaker:UpdateEndpoint")
         endpoint.endpoint_status = "Updating"
-        endpoint.pending_deployment_summary = {"EndpointConfigName": config_name, "StartTime": utcnow()}
+        _set_fields(endpoint, pending_deployment_summary={"EndpointConfigName": config_name, "StartTime": utcnow()})
         endpoint.last_modified_time = utcnow()
 
     def finish() -> None:
-        endpoint.endpoint_status, endpoint.pending_deployment_summary = "InService", None
+        endpoint.endpoint_status = "InService"
+        _set_fields(endpoint, pending_deployment_summary=None)
         if fault:  # rolled back: the old fleet keeps serving the old config
-            endpoint.failure_reason = fault.message
+            _set_fields(endpoint, failure_reason=fault.message)
             return
         endpoint.endpoint_config_name, endpoint.failure_reason = config_name, None
         endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
@@ -522,17 +533,21 @@ def _model_dir(url: str) -> Path:
 
 def install(endpoint_url: str) -> None:
     _STATE["endpoint_url"] = endpoint_url
-    SageMakerModelBackend.create_training_job = _create_training_job
-    SageMakerResponse.create_training_job = create_training_job
-    SageMakerModelBackend.describe_training_job = _describe_training_job
-    SageMakerModelBackend.create_model = _create_model
-    SageMakerModelBackend.describe_model = _aws_not_found(_original["describe_model"])
-    SageMakerModelBackend.delete_model = _delete_model
-    SageMakerModelBackend.create_endpoint_config = _aws_not_found(_create_endpoint_config)
-    SageMakerModelBackend.describe_endpoint_config = _aws_not_found(_original["describe_endpoint_config"])
-    SageMakerModelBackend.delete_endpoint_config = _aws_not_found(_original["delete_endpoint_config"])
-    SageMakerModelBackend.create_endpoint = _aws_not_found(_create_endpoint)
-    SageMakerModelBackend.describe_endpoint = _aws_not_found(_original["describe_endpoint"])
-    SageMakerModelBackend.delete_endpoint = _delete_endpoint
-    SageMakerResponse.update_endpoint = update_endpoint
-    SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+    patches: list[tuple[type, str, Callable[..., Any]]] = [
+        (SageMakerModelBackend, "create_training_job", _create_training_job),
+        (SageMakerResponse, "create_training_job", create_training_job),
+        (SageMakerModelBackend, "describe_training_job", _describe_training_job),
+        (SageMakerModelBackend, "create_model", _create_model),
+        (SageMakerModelBackend, "describe_model", _aws_not_found(_original["describe_model"])),
+        (SageMakerModelBackend, "delete_model", _delete_model),
+        (SageMakerModelBackend, "create_endpoint_config", _aws_not_found(_create_endpoint_config)),
+        (SageMakerModelBackend, "describe_endpoint_config", _aws_not_found(_original["describe_endpoint_config"])),
+        (SageMakerModelBackend, "delete_endpoint_config", _aws_not_found(_original["delete_endpoint_config"])),
+        (SageMakerModelBackend, "create_endpoint", _aws_not_found(_create_endpoint)),
+        (SageMakerModelBackend, "describe_endpoint", _aws_not_found(_original["describe_endpoint"])),
+        (SageMakerModelBackend, "delete_endpoint", _delete_endpoint),
+        (SageMakerResponse, "update_endpoint", update_endpoint),  # moto has no UpdateEndpoint
+        (SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint),
+    ]
+    for cls, name, function in patches:  # moto's classes, patched in place
+        setattr(cls, name, function)

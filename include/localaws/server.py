@@ -6,7 +6,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from localaws import (
     bedrock_agent,
@@ -67,10 +68,9 @@ def front_door(moto_app: WSGIApp) -> WSGIApp:
                 calls.clear()
             return _json_response(start_response, 200, {"status": "ok", "calls": calls.recorded()})
         _record(environ)
-        if method == "PUT" and _is_s3_put_object(environ):
-            if (fault := faults.take("s3:PutObject")) is not None:
-                _body(environ)  # drain the upload so the connection stays usable
-                return _s3_error(start_response, fault)
+        if method == "PUT" and _is_s3_put_object(environ) and (fault := faults.take("s3:PutObject")) is not None:
+            _body(environ)  # drain the upload so the connection stays usable
+            return _s3_error(start_response, fault)
         scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
         if scope and scope["service"] == "bedrock" and method == "GET" and (found := _FOUNDATION_MODELS.match(path)):
             return _json_response(start_response, *_foundation_models(found["model"], scope["region"]))
@@ -131,8 +131,8 @@ def _s3_error(start_response: Callable[..., Any], fault: faults.Fault) -> list[b
     """S3's XML error document (S3 is not JSON), e.g. 503 SlowDown."""
     from xml.sax.saxutils import escape
 
-    payload = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{}</Code><Message>{}</Message>'
-               "<RequestId>LOCALAWSFAULT</RequestId></Error>").format(escape(fault.error), escape(fault.message))
+    payload = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(fault.error)}</Code>'
+               f"<Message>{escape(fault.message)}</Message><RequestId>LOCALAWSFAULT</RequestId></Error>")
     body = payload.encode()
     start_response(f"{fault.status} ERROR", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
     return [body]

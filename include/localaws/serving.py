@@ -55,6 +55,14 @@ class Generation:
     stop_reason: str  # "end_turn" | "max_tokens" | "stop_sequence"
 
 
+def _one_text(value: object) -> str:
+    """The text of one sequence from ``decode`` or ``apply_chat_template(tokenize=False)``, which transformers
+    types as a union (a list for a batch of sequences, ids when tokenizing)."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected the text of one sequence, got {type(value).__name__}")
+    return value
+
+
 class _Loaded:
     """One model with a batching worker: concurrent greedy requests are decoded together (like LMI's rolling
     batch), which is what makes 2 CPU cores fast enough for a 135-question bake-off."""
@@ -114,7 +122,7 @@ class _Loaded:
         import torch
 
         tokenizer = self.tokenizer
-        prompts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+        prompts = [_one_text(tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
                    for r in batch]
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         max_new = max(r.max_new_tokens for r in batch)
@@ -133,7 +141,7 @@ class _Loaded:
             request.input_tokens = int(encoded["attention_mask"][row].sum())
             request.output_tokens = len(tokens)
             request.hit_limit = len(tokens) >= request.max_new_tokens and tokenizer.eos_token_id not in tokens
-            request.text = tokenizer.decode(tokens, skip_special_tokens=True)
+            request.text = _one_text(tokenizer.decode(tokens, skip_special_tokens=True))
             request.done.set()
 
 
@@ -147,7 +155,7 @@ class _Loaded:
 
         tokenizer, first, rows = self.tokenizer, batch[0], range(len(batch))
         digits = torch.tensor(tokenizer.convert_tokens_to_ids([str(d) for d in range(10)]))
-        texts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+        texts = [_one_text(tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
                  + first.prompts[0] for r in batch]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         mask = encoded["attention_mask"]
@@ -178,7 +186,7 @@ class _Loaded:
                     if finished[row]:
                         continue
                     if token == tokenizer.eos_token_id or (generated[row] and
-                                                           tokenizer.decode([token]).startswith("\n")):
+                                                           _one_text(tokenizer.decode([token])).startswith("\n")):
                         finished[row] = True
                     else:
                         generated[row].append(token)
@@ -187,7 +195,7 @@ class _Loaded:
                 output, mask, last = self._extend(output, mask, last, torch.tensor([[t] for t in tokens]))
         for row, request in enumerate(batch):
             request.ratings = ratings[row]
-            request.text = tokenizer.decode(generated[row], skip_special_tokens=True).strip()
+            request.text = _one_text(tokenizer.decode(generated[row], skip_special_tokens=True)).strip()
             request.input_tokens = int(encoded["attention_mask"][row].sum())
             request.done.set()
 

@@ -208,7 +208,8 @@ def _decode(data: bytes, source: str) -> str:
     except UnicodeDecodeError as error:
         offset = skip + error.start
         raise fail(_line_of(data, offset), "encoding",
-                   f"not valid UTF-8 (byte 0x{data[offset]:02X} at byte offset {offset}); re-save the file as UTF-8")
+                   f"not valid UTF-8 (byte 0x{data[offset]:02X} at byte offset {offset}); re-save the file as UTF-8"
+                   ) from error
     if not text.strip():
         raise fail(None, "empty", 'file is empty or only whitespace; expected products starting with "Name: <name>"')
     controls = len(_CONTROL_RE.findall(text))
@@ -251,9 +252,12 @@ class _Issues:
     the report shows :data:`MAX_ISSUES` of them anyway); the rest are only counted, their messages never built."""
 
     def __init__(self, source: str, cap: int = 4 * MAX_ISSUES) -> None:
-        self.source, self.cap, self.kept, self.dropped = source, cap, [], 0
+        self.source, self.cap, self.dropped = source, cap, 0
+        self.kept: list[CatalogIssue] = []
 
-    def add(self, line: int | None, rule: str, message: Callable[[], str]) -> None:
+    def add(self, line: int | None, rule: str, message: Callable[..., str]) -> None:
+        """``message`` is called without arguments; ``...`` lets lambdas bind loop values as defaults (mypy cannot
+        infer a lambda with defaults against ``Callable[[], str]``)."""
         if len(self.kept) < self.cap:
             self.kept.append(CatalogIssue(self.source, line, rule, message()))
         else:
@@ -312,7 +316,7 @@ class _Parser:
     def __init__(self, lines: list[str], issues: _Issues, max_name_chars: int) -> None:
         self.lines, self.issues, self.max_name_chars = lines, issues, max_name_chars
         self.products: list[Product] = []
-        self.first_line_by_key: dict[str, int] = {}
+        self.first_by_key: dict[str, tuple[int, str]] = {}  # name key -> line and name of its first product
 
     def parse(self) -> list[Product]:
         lines, issues = self.lines, self.issues
@@ -330,8 +334,8 @@ class _Parser:
                     preamble_line = preamble_line or index + 1
                 elif not draft.stray_reported:
                     draft.stray_reported = True
-                    label = draft.label
-                    issues.add(index + 1, "stray_text", lambda: f"text after the Name line of {label} belongs to no "
+                    issues.add(index + 1, "stray_text",
+                               lambda label=draft.label: f"text after the Name line of {label} belongs to no "
                                "section; put it under one of " + ", ".join(SECTIONS))
                 continue
             label, rest = header
@@ -383,12 +387,13 @@ class _Parser:
                        'colon, e.g. "Name: Vortex Mixer"')
         elif problem := _name_problem(draft.name, key := name_key(draft.name), self.max_name_chars):
             issues.add(draft.line, "invalid_name", lambda: f'the product name "{_shown(draft.name)}" {problem}')
-        elif (first := self.first_line_by_key.get(key)) is not None:
+        elif (first := self.first_by_key.get(key)) is not None:
+            first_line, first_name = first
             issues.add(draft.line, "duplicate_product", lambda: f'{draft.label} duplicates product '
-                       f'"{_shown(_structural(self.lines[first - 1])[1].strip())}" at line {first} (names must be '
+                       f'"{_shown(first_name)}" at line {first_line} (names must be '
                        "unique ignoring case, spacing and invisible characters); rename or remove one")
         else:
-            self.first_line_by_key[key] = draft.line
+            self.first_by_key[key] = (draft.line, draft.name)
         for header in SECTIONS:
             if header not in draft.sections:
                 issues.add(draft.line, "missing_section", lambda h=header: f"{draft.label} has no {h} section "
@@ -397,7 +402,9 @@ class _Parser:
                 issues.add(draft.header_lines[header], "empty_section", lambda h=header: f"{draft.label} has an empty "
                            f'{h} section; write its text after "{h}:"')
         if not issues:
-            self.products.append(Product(_clean_name(draft.name), *(draft.text(h) for h in SECTIONS), line=draft.line))
+            description, safety_instructions, configuration, operation = (draft.text(h) for h in SECTIONS)
+            self.products.append(Product(_clean_name(draft.name), description, safety_instructions, configuration,
+                                         operation, line=draft.line))
 
 
 def parse_catalog(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES,

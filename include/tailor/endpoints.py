@@ -72,7 +72,7 @@ def matches(wanted: Any, actual: Any) -> bool:
             if key not in _NOT_DESCRIBED)
     if isinstance(wanted, (list, tuple)):
         return isinstance(actual, (list, tuple)) and len(wanted) == len(actual) and all(
-            matches(w, a) for w, a in zip(wanted, actual))
+            matches(w, a) for w, a in zip(wanted, actual, strict=True))
     return bool(wanted == actual)
 
 

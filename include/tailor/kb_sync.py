@@ -16,8 +16,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -51,8 +52,9 @@ def catalog_keys_from_messages(messages: list[dict[str, Any]], prefix: str, suff
     return keys
 
 
-def messages_from_asset_event_extras(extras: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """SQS messages carried by AssetWatcher events (``extra={"payload": {"message_batch": [...]}}``)."""
+def messages_from_asset_event_extras(extras: Iterable[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """SQS messages carried by AssetWatcher events (``extra={"payload": {"message_batch": [...]}}``); an empty
+    or missing extra carries none."""
     messages: list[dict[str, Any]] = []
     for extra in extras:
         payload = (extra or {}).get("payload") or {}
@@ -201,7 +203,7 @@ class CatalogStore:
         self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
         reason = {
             "source": f"s3://{self.bucket}/{key}",
-            "quarantined_at": datetime.now(timezone.utc).isoformat(),
+            "quarantined_at": datetime.now(UTC).isoformat(),
             "issues": [
                 {"line": i.line, "rule": i.rule, "message": str(i)} for i in error.issues
             ],
@@ -285,13 +287,13 @@ class CatalogStore:
             self._put(doc_key, product.to_document())
             self._put(doc_key + ".metadata.json", document_metadata(product, catalog.version), "application/json")
             wanted.update({doc_key, doc_key + ".metadata.json"})
-        stale = [o["Key"] for o in self._keys(self.data_prefix)
-                 if o["Key"] not in wanted and is_under(o["Key"], self.data_prefix)]
-        for stale_key in stale:  # products removed from the catalog leave the KB on the next ingestion
+        stale_keys = [o["Key"] for o in self._keys(self.data_prefix)
+                      if o["Key"] not in wanted and is_under(o["Key"], self.data_prefix)]
+        for stale_key in stale_keys:  # products removed from the catalog leave the KB on the next ingestion
             self.s3.delete_object(Bucket=self.bucket, Key=stale_key)
         log.info(
             "staged catalog version %s: %d product documents under s3://%s/%s (%d stale removed)",
-            catalog.version, len(catalog.products), self.bucket, self.data_prefix, len(stale),
+            catalog.version, len(catalog.products), self.bucket, self.data_prefix, len(stale_keys),
         )
         return staged
 
@@ -305,7 +307,7 @@ class CatalogStore:
             "dropped_at": staged.get("dropped_at"),
             "ingestion_job_id": ingestion_job_id,
             "run_id": run_id,
-            "synced_at": datetime.now(timezone.utc).isoformat(),
+            "synced_at": datetime.now(UTC).isoformat(),
         }
         self._put(self.settings.current_marker_key, json.dumps(marker, indent=2), "application/json")
         return marker

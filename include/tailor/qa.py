@@ -161,7 +161,7 @@ def _value_problems(entry: Any) -> list[str]:
     return problems
 
 
-def _id_text(value: Any) -> tuple[str | None, str | None]:
+def _id_text(value: Any) -> tuple[str, None] | tuple[None, str]:
     """The id as text (``17`` and ``"17"`` are the same id), or the rule it breaks."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         kinds = {bool: "true/false", float: "a number with a fraction or exponent", dict: "an object",
@@ -208,7 +208,10 @@ def parse_qa(data: bytes, source: str) -> QADataset:
         raise QADatasetError(f"{source}: invalid JSON (a number has too many digits)") from None
     if not isinstance(raw, list) or not raw:
         raise QADatasetError(f"{source}: expected a non-empty JSON list of {{{', '.join(REQUIRED)}}} objects")
-    items, seen, seen_ids, problems = [], {}, {}, []
+    items: list[QAItem] = []
+    seen: dict[str, int] = {}  # normalised question -> first item
+    seen_ids: dict[str, int] = {}  # NFC id -> first item
+    problems: list[str] = []
     for index, entry in enumerate(raw):
         where = f"{source} item {index}"
         if value_problems := _value_problems(entry):
@@ -228,7 +231,7 @@ def parse_qa(data: bytes, source: str) -> QADataset:
         seen[key] = index
         if "id" in entry:
             sample_id, id_problem = _id_text(entry["id"])
-            if id_problem:
+            if sample_id is None:
                 problems.append(f"{where}: {id_problem}")
                 continue
         else:
@@ -254,7 +257,8 @@ def check_products(dataset: QADataset, catalog_names: Iterable[str], catalog: st
     measures nothing. Every unknown name is listed with the closest catalog name as a suggestion.
     """
     by_key = {name_key(name): name for name in catalog_names}
-    problems, hints = [], {}
+    problems: list[str] = []
+    hints: dict[str, str] = {}  # unknown name key -> "did you mean ...?"
     for index, item in enumerate(dataset.items):
         wanted = name_key(item.product_name)
         if wanted in by_key:

@@ -13,7 +13,7 @@ import numbers
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,10 +78,10 @@ def _timestamp(value: Any, column: str, dialect: str) -> Any:
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         raise ValueError(f"{column} must be a datetime or ISO-8601 string, got {value!r}")
-    u = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    u = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     if dialect == "sqlite":
         return u.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
-    return datetime(u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond, tzinfo=timezone.utc)
+    return datetime(u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond, tzinfo=UTC)
 
 
 def _where(run_id: str, approach: str, sample_id: Any, metric: Any) -> str:
@@ -150,7 +150,7 @@ class Warehouse:
         unknown = sorted(set(run_row) - set(RUN_COLUMNS))
         if unknown:
             raise ValueError(f"unknown eval_run columns: {', '.join(unknown)}")
-        row = {"written_at": datetime.now(timezone.utc), **run_row}
+        row = {"written_at": datetime.now(UTC), **run_row}
         for key in RUN_KEY:
             if not isinstance(row.get(key), str) or not row[key]:
                 raise ValueError(f"eval_run.{key} must be a non-empty string, got {row.get(key)!r}")
@@ -175,8 +175,8 @@ class Warehouse:
                 raise ValueError(f"score row of run {row_run!r} approach {row_approach!r} given for {where}")
             score = get("score")
             if score is not None:
-                if (type(score) is not float and (isinstance(score, bool) or not isinstance(score, numbers.Real))
-                        or not 0.0 <= score <= 1.0):
+                real = type(score) is float or (not isinstance(score, bool) and isinstance(score, numbers.Real))
+                if not real or not 0.0 <= float(score) <= 1.0:
                     where = _where(run_id, approach, sample_id, metric)
                     raise ValueError(f"score {score!r} outside [0, 1] for {where}")
                 score = float(score)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import AssetAlias, task
@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from tailor.config import parse_time_setting
 from tailor_airflow.assets import FINETUNED_MODEL
 from tailor_airflow.clients import CHAMPION_KEY, champion_method, settings_and_s3
+
 #: ``promote``'s outlet: an event for ``finetuned-model`` is added through it only when the champion endpoint was
 #: seen InService on the new configuration (a plain outlet would announce every successful ``promote``, including
 #: "kept the champion", and start the weekly evaluation that listens to the asset for nothing).
@@ -32,8 +33,13 @@ def prepare_training_data(**context: Any) -> dict[str, Any]:
     from tailor.kb_sync import CatalogStore
     from tailor.lineage import training_data_digest
     from tailor.qa import load_qa
-    from tailor.training_data import TRAINING_PREFIX, assert_no_test_leak, job_name_for, training_files, \
-        training_request
+    from tailor.training_data import (
+        TRAINING_PREFIX,
+        assert_no_test_leak,
+        job_name_for,
+        training_files,
+        training_request,
+    )
     from tailor_airflow.clients import jumpstart_sdk
 
     cfg, s3 = settings_and_s3()
@@ -222,7 +228,7 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
             f"again.")
     pointer = champion_pointer(endpoint_name=ft.champion_endpoint, prepared=prepared, config_name=result.config_name,
                                model_data_url=deployed["model_data_url"], evaluation=evaluation,
-                               actions=result.actions, run_id=context["run_id"], promoted_at=datetime.now(timezone.utc))
+                               actions=result.actions, run_id=context["run_id"], promoted_at=datetime.now(UTC))
     s3.put_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY, Body=json.dumps(pointer, indent=2).encode())
     context["outlet_events"][PROMOTIONS].add(FINETUNED_MODEL, extra={"job_name": prepared["job_name"],
                                                                       "endpoint_name": ft.champion_endpoint})
@@ -267,7 +273,7 @@ def teardown_challenger(**context: Any) -> dict[str, Any]:
     lineage = lineage_record(run_id=context["run_id"], job_name=job_name, prepared=prepared, training=training,
                              decision=ti.xcom_pull(task_ids="promote", key="decision"),
                              challenger_deleted=deleted is not None, problems=problems,
-                             recorded_at=datetime.now(timezone.utc))
+                             recorded_at=datetime.now(UTC))
     key = f"finetune/{job_name}/lineage.json"
     s3.put_object(Bucket=cfg.aws.bucket, Key=key, Body=json.dumps(lineage, indent=2, default=str).encode())
     print(f"lineage s3://{cfg.aws.bucket}/{key}: {lineage['status']}")

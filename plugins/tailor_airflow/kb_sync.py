@@ -19,7 +19,6 @@ from tailor_airflow.assets import KB_SYNCED
 from tailor_airflow.sensors import StrictIngestionJobSensor
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
     from tailor.kb_sync import CatalogStore
 
 CATALOG_KEY_PARAM = {
@@ -154,9 +153,11 @@ def publish_kb_version(
 
 def catalog_sync_tasks(keys: Any) -> None:
     """Wire the sync after a task that yields the catalog keys to consider."""
-    checked = validate_catalogs(keys)
+    # A @task call or an operator's .output is an XComArg that stands for the value at run time; mypy cannot match
+    # it to the task functions' parameter types (apache/airflow#39514), so these references are typed Any.
+    checked: Any = validate_catalogs(keys)
     report_quarantined(checked)
-    staged = stage_catalog(checked)
+    staged: Any = stage_catalog(checked)
     start = BedrockIngestDataOperator(
         task_id="start_ingestion",
         knowledge_base_id=staged["knowledge_base_id"],
@@ -172,4 +173,5 @@ def catalog_sync_tasks(keys: Any) -> None:
         poke_interval=parse_time_setting("knowledge_base", "ingestion_poll_seconds"),
         timeout_seconds=60 * parse_time_setting("knowledge_base", "ingestion_timeout_minutes"),
     )
-    chain(ingestion_needed(staged["changed"]), start, wait, publish_kb_version(staged, checked, wait.output))
+    ingestion: Any = wait.output
+    chain(ingestion_needed(staged["changed"]), start, wait, publish_kb_version(staged, checked, ingestion))

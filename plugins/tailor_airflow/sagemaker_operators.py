@@ -144,4 +144,4 @@ class ResumableEndpointOperator(SageMakerEndpointOperator):
             raise AirflowException(f"{error}. A retry of this task deletes it and creates it again; otherwise "
                                    "teardown_challenger deletes it.") from None
         return {"EndpointConfig": serialize(self.hook.describe_endpoint_config(config["EndpointConfigName"])),
-                "Endpoint": serialize(described)}
+                "Endpoint": serialize(dict(described))}

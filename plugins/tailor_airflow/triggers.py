@@ -9,7 +9,6 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from tailor.kb_sync import INGESTION_TERMINAL_STATES as TERMINAL_INGESTION_STATES
 from tailor.kb_sync import ingestion_verdict
 
 

@@ -23,7 +23,7 @@ def serialized_dags() -> dict:
     return {dag_id: DagSerialization.from_dict(DagSerialization.to_dict(dag)) for dag_id, dag in bag.dags.items()}
 
 
-def _types(schema: dict) -> set[str]:
+def _types(schema: dict) -> set[str | None]:  # {None}: no type declared
     declared = schema.get("type")
     return set(declared) if isinstance(declared, list) else {declared}
 

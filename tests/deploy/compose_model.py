@@ -80,8 +80,8 @@ def interpolate_string(text: str, env: Mapping[str, str]) -> str:
         name = match["braced"]
         if name is None:
             raise InterpolationError(f"invalid interpolation format in {text!r} at position {match.start()}")
-        op, arg, value = match["op"], match["arg"] or "", env.get(name)
-        present = value is not None and (value != "" or not (op or "").startswith(":"))
+        op, arg, value = match["op"], match["arg"] or "", env.get(name, "")
+        present = name in env and (value != "" or not (op or "").startswith(":"))
         if op in ("-", ":-"):
             return value if present else arg
         if op in ("?", ":?"):
@@ -90,7 +90,7 @@ def interpolate_string(text: str, env: Mapping[str, str]) -> str:
             return value
         if op in ("+", ":+"):
             return arg if present else ""
-        return value or ""
+        return value
 
     return _TOKEN.sub(replace, text)
 

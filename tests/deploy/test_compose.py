@@ -102,6 +102,13 @@ RUNTIME_REQUIRED = {"TAILOR__FINETUNE__ROLE_ARN"}
 # The models under test
 
 
+def _found(pattern: str, text: str, flags: int = 0) -> str:
+    """Group 1 of the first match of ``pattern`` in ``text``; the test fails when there is none."""
+    match = re.search(pattern, text, flags)
+    assert match is not None, f"{pattern!r} not found"
+    return match[1]
+
+
 @cache
 def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text())
@@ -257,9 +264,9 @@ def secret_problems(raw: dict[str, Any]) -> list[str]:
             for match in _URL_PASSWORD.finditer(masked):
                 if match["password"] != "SUBSTITUTION":
                     problems.append(f"{name}: {key} has a literal password in its URL")
-            if key.startswith("AIRFLOW_CONN_") and value.lstrip().startswith("{"):
-                if '"password"' in value and DUMMY_LOCALAWS_CREDENTIALS not in value:
-                    problems.append(f"{name}: {key} has a literal password")
+            if (key.startswith("AIRFLOW_CONN_") and value.lstrip().startswith("{") and '"password"' in value
+                    and DUMMY_LOCALAWS_CREDENTIALS not in value):
+                problems.append(f"{name}: {key} has a literal password")
     return problems
 
 
@@ -305,7 +312,7 @@ def test_vendored_schema_is_the_recorded_upstream_file() -> None:
                  "compose/config/compose_spec.json"):
         assert fact in comment
     assert (HERE / "compose-spec.LICENSE").read_text().lstrip().startswith("Apache License")
-    recorded = re.search(r"canonical JSON \(sorted keys, no spaces\): ([0-9a-f]{64})", comment)[1]
+    recorded = _found(r"canonical JSON \(sorted keys, no spaces\): ([0-9a-f]{64})", comment)
     body = {k: v for k, v in data.items() if k != "$comment"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     assert hashlib.sha256(canonical).hexdigest() == recorded, "compose-spec.json was edited after vendoring"
@@ -386,7 +393,7 @@ def test_dockerfile_matches_requirements_and_compose_targets() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.M)
     assert froms[0][0] == "apache/airflow:3.3.2-python3.11"
-    pinned = re.search(r"^apache-airflow==(\S+)", (REPO / "requirements.txt").read_text(), re.M)[1]
+    pinned = _found(r"^apache-airflow==(\S+)", (REPO / "requirements.txt").read_text(), re.M)
     assert froms[0][0].split(":")[1].startswith(f"{pinned}-"), "image tag and requirements.txt pin disagree"
     assert re.search(r"pip install [^\n]*-r /requirements/requirements\.txt -c /requirements/constraints\.txt",
                      dockerfile)
@@ -395,7 +402,7 @@ def test_dockerfile_matches_requirements_and_compose_targets() -> None:
     targets = {svc["build"]["target"] for svc in model["services"].values() if isinstance(svc.get("build"), dict)}
     assert targets <= stages, f"compose builds targets the Dockerfile lacks: {targets - stages}"
     assert froms[-1][1] == "airflow", "plain `docker build .` must produce the production (airflow) image"
-    pythonpath = re.search(r"^ENV PYTHONPATH=(\S+)", dockerfile, re.M)[1]
+    pythonpath = _found(r"^ENV PYTHONPATH=(\S+)", dockerfile, re.M)
     assert pythonpath == model["services"]["airflow-scheduler"]["environment"]["PYTHONPATH"]
 
 
@@ -737,7 +744,7 @@ def test_airflow_init_writes_a_login_the_simple_auth_manager_accepts(volumes: Mo
     script = init["command"][1]
     assert init["entrypoint"] == "/bin/bash" and init["command"][0] == "-c"
     assert "/entrypoint airflow db migrate" in script
-    python = re.search(r"<<'PY'\n(.*?)\nPY\n", script, re.S)[1]
+    python = _found(r"<<'PY'\n(.*?)\nPY\n", script, re.S)
     env = {**_base_env(), **volumes.env(init, {})}
     result = subprocess.run([sys.executable, "-c", python], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr

@@ -49,7 +49,8 @@ MANAGED_POLICY_LIMIT = 6144
 
 #: Where qa_dataset_build writes (its prefix is fixed in code, not a setting).
 QA_OUTPUT = qa_build.OUTPUT_PREFIX
-SERVICES = ("s3", "sqs", "bedrock", "bedrock-agent", "bedrock-agent-runtime", "bedrock-runtime", "sagemaker", "sagemaker-runtime")
+SERVICES = ("s3", "sqs", "bedrock", "bedrock-agent", "bedrock-agent-runtime", "bedrock-runtime", "sagemaker",
+            "sagemaker-runtime")
 #: Method calls on objects that are not boto3 clients but share an operation's name (re.search vs Search).
 NOT_CLIENTS = {"re", "_CONTROL_RE", "_LONE_SURROGATE",  # compiled patterns: .search() is no API call
                # the SageMaker SDK's JumpStart lookups (image_uris.retrieve is no Bedrock Retrieve): their S3
@@ -233,7 +234,12 @@ def configured_models() -> list[tuple[str | None, str]]:
     """(profile prefix or None, foundation model id) of the generator and the default judges."""
     from tailor.model_access import split_model_id
 
-    return [split_model_id(m) for m in (settings().evaluation.generator_model_id, *judge_models())]
+    models = []
+    for model_id in (settings().evaluation.generator_model_id, *judge_models()):
+        prefix, base = split_model_id(model_id)
+        assert base is not None, f"{model_id} names no foundation model"
+        models.append((prefix, base))
+    return models
 
 
 def airflow_uses() -> list[tuple[str, str, dict[str, str]]]:
@@ -365,8 +371,10 @@ def calls_in_code() -> dict[str, list[str]]:
                     continue
                 name, receiver = node.func.attr, node.func.value
                 where = f"{path.relative_to(REPO)}:{node.lineno}"
-                if name in ("get_paginator", "get_waiter") and node.args and isinstance(node.args[0], ast.Constant):
-                    found.setdefault(f"{name.removeprefix('get_')}:{node.args[0].value}", []).append(where)
+                first = node.args[0] if node.args else None
+                if (name in ("get_paginator", "get_waiter") and isinstance(first, ast.Constant)
+                        and isinstance(first.value, str)):
+                    found.setdefault(f"{name.removeprefix('get_')}:{first.value}", []).append(where)
                 elif name in operation_names() and not (isinstance(receiver, ast.Name) and receiver.id in NOT_CLIENTS):
                     found.setdefault(name, []).append(where)
     return found
@@ -524,8 +532,9 @@ def test_models_in_the_policy_are_the_configured_ones() -> None:
 
 
 def _ecr_arn(image_uri: str) -> str:
-    account, region, repository = re.fullmatch(r"(\d+)\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+).*",
-                                               image_uri).groups()
+    match = re.fullmatch(r"(\d+)\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+).*", image_uri)
+    assert match is not None, f"{image_uri} is no ECR image URI"
+    account, region, repository = match.groups()
     return f"arn:aws:ecr:{region}:{account}:repository/{repository}"
 
 

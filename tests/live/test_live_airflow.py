@@ -75,10 +75,10 @@ def test_dags_parse_without_import_errors(live: LiveAirflow) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         dag_ids = {d["dag_id"] for d in live.request("GET", "/api/v2/dags?limit=100")["dags"]}
-        if EXPECTED_DAGS <= dag_ids:
+        if dag_ids >= EXPECTED_DAGS:
             break
         time.sleep(2)
-    assert EXPECTED_DAGS <= dag_ids, f"parsed: {sorted(dag_ids)}"
+    assert dag_ids >= EXPECTED_DAGS, f"parsed: {sorted(dag_ids)}"
     errors = live.request("GET", "/api/v2/importErrors")
     assert errors["total_entries"] == 0, errors["import_errors"]
 
@@ -101,7 +101,8 @@ def test_s3_drop_triggers_an_asset_run_of_catalog_kb_sync(live: LiveAirflow) -> 
     put_at = time.time()
     live.stack.client("s3").put_object(Bucket=live.stack.resources["bucket"],
                                        Key="catalog/incoming/live-catalog.txt", Body=SAMPLE_CATALOG.read_bytes())
-    deadline, new = time.monotonic() + 120, []
+    deadline = time.monotonic() + 120
+    new: list[dict] = []
     while not new and time.monotonic() < deadline:
         new = [r for r in live.dag_runs("catalog_kb_sync") if r["dag_run_id"] not in before]
         time.sleep(0.5)
@@ -187,7 +188,7 @@ def test_two_drops_within_a_second_sync_one_after_the_other_and_the_later_wins(l
         tis = live.task_instances("catalog_kb_sync", run["dag_run_id"])
         assert run["state"] == "success", {k: ti["state"] for k, ti in tis.items()}
         assert tis["start_ingestion[-1]"]["try_number"] <= 1, "a ConflictException retry happened"
-    for earlier, later in zip(runs, runs[1:]):
+    for earlier, later in zip(runs, runs[1:], strict=False):
         assert _time(later["start_date"]) >= _time(earlier["end_date"]), "max_active_runs=1: no overlap"
     marker = _marker(live)
     assert marker["version_key"].endswith("/concurrent-second.txt"), marker
@@ -215,7 +216,8 @@ def test_params_run_of_weekly_evaluation_writes_the_warehouse(live: LiveAirflow)
     live.unpause("weekly_evaluation")
     # catchup=False still schedules the latest missed Monday on unpause (a full 45-question run): fail it as
     # soon as it appears, before its tasks start, so only the Params run uses the 2 cores.
-    deadline, caught_up = time.monotonic() + 60, []
+    deadline = time.monotonic() + 60
+    caught_up: list[dict] = []
     while not caught_up and time.monotonic() < deadline:
         caught_up = [r for r in live.dag_runs("weekly_evaluation") if r["run_type"] == "scheduled"]
         time.sleep(0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -116,8 +117,8 @@ def test_second_job_while_one_runs_is_a_conflict(local_aws: Stack, kb: dict) -> 
 def test_injected_ingestion_faults_end_the_job(local_aws: Stack, kb: dict, error: str, status: str) -> None:
     agent = local_aws.client("bedrock-agent")
     _fault(local_aws, {"operation": "ingestion:run", "error": error, "message": f"injected {error}"})
-    job_id = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])["ingestionJob"]["ingestionJobId"]
-    job = _wait(agent, kb["kb"], kb["ds"], job_id)
+    started = agent.start_ingestion_job(knowledgeBaseId=kb["kb"], dataSourceId=kb["ds"])
+    job = _wait(agent, kb["kb"], kb["ds"], started["ingestionJob"]["ingestionJobId"])
     assert job["status"] == status
     assert job["failureReasons"] == [f"injected {error}"]
 
@@ -186,7 +187,8 @@ def test_s3_notifications_reach_sqs_filtered_and_url_encoded(local_aws: Stack) -
     assert any(b.get("Event") == "s3:TestEvent" for b in bodies)  # AWS sends one when configured
     raw_keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
     assert len(raw_keys) == 1 and "+catalog%2Bv2.txt" in raw_keys[0]  # space -> "+", "+" -> "%2B"
-    assert catalog_keys_from_messages(messages, "catalog/incoming/", ".txt") == ["catalog/incoming/spring catalog+v2.txt"]
+    keys = catalog_keys_from_messages(messages, "catalog/incoming/", ".txt")
+    assert keys == ["catalog/incoming/spring catalog+v2.txt"]
 
 
 @pytest.mark.parametrize(
@@ -214,7 +216,7 @@ FAIL_BUCKET = "localaws-faildocs"
 
 
 @pytest.fixture
-def own_kb(local_aws: Stack) -> dict:
+def own_kb(local_aws: Stack) -> Iterator[dict]:
     """A fresh knowledge base + data source over ``<uuid>/`` with three documents (one with a sidecar), so the
     index and the statistics seen here depend on nothing another test did; faults are disarmed around it."""
     import uuid

@@ -7,6 +7,7 @@ pure functions for the day-dependent lifecycle.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 from botocore.config import Config
@@ -64,11 +65,13 @@ def test_tool_use_and_tool_choice_the_model_lacks_are_refused(local_aws: Stack) 
 
 def test_the_new_ids_are_accepted(local_aws: Stack) -> None:
     runtime = local_aws.client("bedrock-runtime", region_name="us-east-1")
-    for model_id, extra in [("us.meta.llama3-1-8b-instruct-v1:0", {}),
-                            ("amazon.nova-pro-v1:0", {"toolConfig": {**TOOLS, "toolChoice": {"tool": {
-                                "name": "record_scores"}}}}),
-                            ("us.anthropic.claude-haiku-4-5-20251001-v1:0", {"toolConfig": TOOLS}),
-                            ("us.deepseek.r1-v1:0", {})]:
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("us.meta.llama3-1-8b-instruct-v1:0", {}),
+        ("amazon.nova-pro-v1:0", {"toolConfig": {**TOOLS, "toolChoice": {"tool": {"name": "record_scores"}}}}),
+        ("us.anthropic.claude-haiku-4-5-20251001-v1:0", {"toolConfig": TOOLS}),
+        ("us.deepseek.r1-v1:0", {}),
+    ]
+    for model_id, extra in requests:
         reply = runtime.converse(modelId=model_id, messages=HI, inferenceConfig={"maxTokens": 4}, **extra)
         assert reply["stopReason"] in ("max_tokens", "end_turn", "tool_use"), model_id
     # us-west-2 serves the bare Llama 3.1 id on demand
@@ -104,7 +107,8 @@ def test_lifecycle_follows_the_calendar() -> None:
 
 def test_check_converse_accepts_what_each_family_supports() -> None:
     nova = resolve("amazon.nova-pro-v1:0", "us-east-1", TODAY)
-    for choice in ({"tool": {"name": "x"}}, {"any": {}}, {"auto": {}}):
+    choices: list[dict[str, Any]] = [{"tool": {"name": "x"}}, {"any": {}}, {"auto": {}}]
+    for choice in choices:
         check_converse(nova, {**TOOLS, "toolChoice": choice})
     llama = resolve("us.meta.llama3-1-8b-instruct-v1:0", "us-east-1", TODAY)
     check_converse(llama, {**TOOLS, "toolChoice": {"auto": {}}})

@@ -249,9 +249,10 @@ def test_ensure_model_and_config_reuse_what_an_earlier_try_created_and_replace_a
     from tailor.endpoints import ensure_endpoint_config, ensure_model
 
     name = _name("ensure")
-    model = {"ModelName": name, "ExecutionRoleArn": ROLE,
-             "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": BASE + "a/", "Environment": {"K": "1"}}}
-    config = {"EndpointConfigName": name, "ProductionVariants": [{
+    model: dict[str, Any] = {
+        "ModelName": name, "ExecutionRoleArn": ROLE,
+        "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": BASE + "a/", "Environment": {"K": "1"}}}
+    config: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}]}
     assert ensure_model(sm, model) == "create"
     assert ensure_model(sm, model) == "reuse"  # a retry: AWS would refuse a second CreateModel

@@ -6,6 +6,7 @@ Every test disarms in a ``finally`` so a failure cannot leak a fault into the ne
 from __future__ import annotations
 
 import urllib.error
+from collections.abc import Iterator
 
 import pytest
 from botocore.config import Config
@@ -18,7 +19,7 @@ ONE_ATTEMPT = Config(retries={"total_max_attempts": 1})
 
 
 @pytest.fixture
-def stack(local_aws: Stack) -> Stack:
+def stack(local_aws: Stack) -> Iterator[Stack]:
     local_aws.clear_faults()
     local_aws.client("s3").create_bucket(Bucket=BUCKET)
     try:

@@ -38,7 +38,8 @@ def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{server._server.server_port}"
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 
@@ -59,7 +60,8 @@ class SpecDouble:
     (GetObject), then looks up image, script, defaults and gated weights by its rules."""
 
     def __init__(self, s3: Any) -> None:
-        self.s3, self.reads = s3, []
+        self.s3 = s3
+        self.reads: list[str] = []
 
     def _get(self, bucket: str, key: str) -> Any:
         self.reads.append(key)

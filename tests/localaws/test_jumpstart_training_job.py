@@ -92,7 +92,7 @@ def test_the_old_request_is_refused_at_create_time(stack: Stack) -> None:
 
     sagemaker = stack.client("sagemaker")
     channel = {"S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated"}
-    old = {
+    old: dict[str, Any] = {
         "TrainingJobName": "tailor-contract-old",
         "AlgorithmSpecification": {"TrainingImage": OLD_REQUEST_IMAGE, "TrainingInputMode": "File"},
         "RoleArn": ROLE,
@@ -164,7 +164,7 @@ def test_create_model_takes_an_uncompressed_prefix(stack: Stack) -> None:
     create("tailor-contract-model", {"ModelDataSource": model_data_source(prefix)})
     described = sagemaker.describe_model(ModelName="tailor-contract-model")["PrimaryContainer"]
     assert described["ModelDataSource"]["S3DataSource"]["S3Uri"] == prefix
-    refused = [
+    refused: list[tuple[str, dict[str, Any], str]] = [
         ("no-slash", {"ModelDataSource": {"S3DataSource": {"S3Uri": prefix.rstrip("/"), "S3DataType": "S3Prefix",
                                                            "CompressionType": "None"}}}, "ending with '/'"),
         ("gzip-prefix", {"ModelDataSource": {"S3DataSource": {"S3Uri": prefix, "S3DataType": "S3Prefix",

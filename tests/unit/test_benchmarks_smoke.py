@@ -15,7 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,7 +129,7 @@ def _recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: tuple[int,
     monkeypatch.setattr(demo_profile, "TIMINGS", tmp_path / "timings.json")
     recorder = demo_profile.Recorder()
     recorder.started -= 3000  # the synthetic demo "took" 50 minutes
-    start = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 26, tzinfo=UTC)
     recorder.dag("catalog_kb_sync", SimpleNamespace(run_id="kb", state="success", get_task_instances=lambda: [
         _task("ingest", start, 12.0), _task("stage", start, 2.0)]), 20.0, {"catalog_key": "k"})
     with recorder.phase("report_kb"):

@@ -18,8 +18,9 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
+from tailor.kb_sync import INGESTION_TERMINAL_STATES
 from tailor_airflow.sensors import StrictIngestionJobSensor
-from tailor_airflow.triggers import TERMINAL_INGESTION_STATES, IngestionJobTrigger
+from tailor_airflow.triggers import IngestionJobTrigger
 
 KB_ID = "KB12345678"
 DS_ID = "DS12345678"
@@ -154,7 +155,7 @@ def test_poke_failure_states_raise_without_reasons(mock_conn: mock.MagicMock, st
 def test_failure_states_include_stop_states() -> None:
     assert set(StrictIngestionJobSensor.FAILURE_STATES) == {"FAILED", "STOPPING", "STOPPED"}
     # Every state the trigger ends on, other than COMPLETE, is a failure of the sensor too.
-    assert set(TERMINAL_INGESTION_STATES) - {"COMPLETE"} <= set(StrictIngestionJobSensor.FAILURE_STATES)
+    assert set(INGESTION_TERMINAL_STATES) - {"COMPLETE"} <= set(StrictIngestionJobSensor.FAILURE_STATES)
 
 
 def test_execute_deferrable_defers_to_ingestion_job_trigger(mock_conn: mock.MagicMock) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -61,9 +62,10 @@ URIS = {"train_uri": "s3://tailor-bakeoff/finetune/tailor-ft-abc/train/",
         "output_uri": "s3://tailor-bakeoff/finetune/tailor-ft-abc/output"}
 
 
-def request(resolved: ResolvedTraining = RESOLVED, **overrides: object) -> dict:
-    kwargs = {"job_name": "tailor-ft-abc", "role_arn": "arn:aws:iam::123456789012:role/tailor-sagemaker-execution",
-              "method": "domain_adaptation", "choices": CHOICES, "accept_eula": True, **URIS, **overrides}
+def request(resolved: ResolvedTraining = RESOLVED, **overrides: Any) -> dict:
+    kwargs: dict[str, Any] = {
+        "job_name": "tailor-ft-abc", "role_arn": "arn:aws:iam::123456789012:role/tailor-sagemaker-execution",
+        "method": "domain_adaptation", "choices": CHOICES, "accept_eula": True, **URIS, **overrides}
     return training_job_request(resolved, **kwargs)
 
 
@@ -116,7 +118,7 @@ def test_hyperparameters_outside_the_spec_never_reach_aws(extra: dict, fragment:
     ("epochs", 0, "'epoch' must be >= 1"), ("learning_rate", 2.0, "'learning_rate' must be <= 1"),
     ("lora_r", 0, "'lora_r' must be >= 1"),
 ], ids=["epochs", "learning_rate", "lora_r"])
-def test_our_settings_are_checked_against_the_spec(field: str, value: object, fragment: str) -> None:
+def test_our_settings_are_checked_against_the_spec(field: str, value: Any, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         jumpstart_hyperparameters(RESOLVED, "domain_adaptation", replace(CHOICES, **{field: value}))
 
@@ -229,7 +231,8 @@ def test_resolve_training_asks_for_the_region_instance_and_version(supported: bo
     assert resolved.default_hyperparameters == {"epoch": "5", "chat_dataset": "False"}
     assert resolved.spec_of("chat_dataset") == HyperparameterSpec("chat_dataset", "text", "False",
                                                                   options=("True", "False"))
-    assert resolved.spec_of("epoch").options is None and resolved.spec_of("epoch").max == 1000
+    epoch = resolved.spec_of("epoch")
+    assert epoch is not None and epoch.options is None and epoch.max == 1000
     assert (resolved.gated, resolved.max_run, resolved.volume_size) == (True, 360000, volume)
     assert resolved.disable_output_compression and resolved.encrypt_inter_container_traffic
 

@@ -16,16 +16,14 @@ from tailor.catalog import SECTIONS, parse_catalog
 from tailor.config import CatalogSettings, load_settings
 from tailor.exceptions import CatalogKeyError, CatalogValidationError
 from tailor.kb_sync import (
-    _slug,
     CatalogStore,
     Checked,
+    _slug,
     catalog_key_of,
     catalog_keys_from_messages,
     document_keys,
     messages_from_asset_event_extras,
 )
-
-from devstack.stack import REPO as REPO_ROOT
 from tests.conftest import SAMPLE_CATALOG
 
 BUCKET = "tailor-test-bucket"
@@ -418,10 +416,9 @@ def test_stage_slug_of_product_name(s3: Any, store: CatalogStore) -> None:
     key = f"{INCOMING}one.txt"
     s3.put_object(Bucket=BUCKET, Key=key, Body=catalog_bytes("Vortex Mixer VM-200 (Rev. B)"))
     store.stage(key)
-    assert _slug("Vortex Mixer VM-200 (Rev. B)").startswith("vortex-mixer-vm-200-rev-b-")
-    assert keys_under(s3, DATA_PREFIX) == [
-        f"kb-data/{_slug('Vortex Mixer VM-200 (Rev. B)')}.txt", f"kb-data/{_slug('Vortex Mixer VM-200 (Rev. B)')}.txt.metadata.json",
-    ]
+    slug = _slug("Vortex Mixer VM-200 (Rev. B)")
+    assert slug.startswith("vortex-mixer-vm-200-rev-b-")
+    assert keys_under(s3, DATA_PREFIX) == [f"kb-data/{slug}.txt", f"kb-data/{slug}.txt.metadata.json"]
 
 
 def test_stage_gives_every_product_its_own_document(s3: Any, store: CatalogStore) -> None:
@@ -471,7 +468,8 @@ def test_stage_removes_unknown_objects_under_data_prefix_only(s3: Any, store: Ca
     key = f"{INCOMING}one.txt"
     s3.put_object(Bucket=BUCKET, Key=key, Body=catalog_bytes("Alpha Pump"))
     store.stage(key)
-    assert keys_under(s3, DATA_PREFIX) == [f"kb-data/{_slug('Alpha Pump')}.txt", f"kb-data/{_slug('Alpha Pump')}.txt.metadata.json"]
+    slug = _slug("Alpha Pump")
+    assert keys_under(s3, DATA_PREFIX) == [f"kb-data/{slug}.txt", f"kb-data/{slug}.txt.metadata.json"]
     assert keys_under(s3, "kb-data-archive/") == ["kb-data-archive/keep.txt"]
 
 
@@ -633,9 +631,9 @@ def test_incoming_keys_paginates(s3: Any, store: CatalogStore, clock: Clock) -> 
 
 # --- what no Param or setting may read, move or delete ----------------------------------------------------------
 
-PROTECTED = ["catalog/versions/a.txt", "catalog/current.json", "finetune/champion.json", "kb-data/vortex-mixer-1234.txt",
-             "eval/run-1/judged.jsonl", "catalog/quarantine/old.txt", "catalog/incoming/../current.json",
-             "catalog/incoming/", "catalog/versions/", "catalog/incoming/notes.md"]
+PROTECTED = ["catalog/versions/a.txt", "catalog/current.json", "finetune/champion.json",
+             "kb-data/vortex-mixer-1234.txt", "eval/run-1/judged.jsonl", "catalog/quarantine/old.txt",
+             "catalog/incoming/../current.json", "catalog/incoming/", "catalog/versions/", "catalog/incoming/notes.md"]
 
 
 @pytest.mark.parametrize("key", PROTECTED)
@@ -721,6 +719,7 @@ def test_metadata_sidecar_of_the_longest_allowed_name_stays_far_under_10_kb() ->
 @pytest.mark.parametrize("key", PROTECTED + ["s3://tailor-bakeoff/kb-data/a.txt"])
 def test_the_sync_dags_catalog_key_param_refuses_what_the_code_refuses(key: str) -> None:
     from airflow.sdk import Param
+
     from tailor_airflow.kb_sync import CATALOG_KEY_PARAM
 
     param: Param = CATALOG_KEY_PARAM["catalog_key"]

@@ -36,7 +36,8 @@ class TableBedrock:
 
     def __init__(self, region: str = "us-east-1", today: date = TODAY, fail_with: str | None = None) -> None:
         self.meta = type("Meta", (), {"region_name": region})()
-        self.today, self.fail_with, self.asked = today, fail_with, []
+        self.today, self.fail_with = today, fail_with
+        self.asked: list[str] = []
 
     def get_foundation_model(self, modelIdentifier: str) -> dict[str, Any]:  # noqa: N803 (boto3's name)
         self.asked.append(modelIdentifier)
@@ -84,7 +85,9 @@ def test_the_default_models_pass_in_the_runbooks_region(judges: tuple[str, ...])
 
 
 def test_the_default_panel_is_three_families_other_than_the_generators() -> None:
-    families = {split_model_id(m)[1].split(".")[0] for m in DEFAULT_JUDGE_MODELS}
+    bases = [split_model_id(m)[1] for m in DEFAULT_JUDGE_MODELS]
+    assert None not in bases, bases  # foundation models (or profiles of them), not ARNs of custom models
+    families = {base.split(".")[0] for base in bases if base}
     assert len(families) == 3 and "meta" not in families
 
 
@@ -165,6 +168,7 @@ def test_a_judge_panel_that_shrank_fails_check_complete_and_a_full_one_passes() 
     judges = list(DEFAULT_JUDGE_MODELS)
     shrunk = {"partial": True, "judges": judges, "judges_answered": judges[:1], "judges_required": 2}
     problem = evaluation.judge_panel_problem(shrunk)
+    assert problem is not None
     assert problem.startswith("judge panel partial: 1 of 3 judges answered (2 required; silent: ")
     assert judges[1] in problem and judges[2] in problem
     published = {"statuses": {"rag": "complete"}, "errors": {}, "prefix": "eval/run/", "judge_panel": problem}

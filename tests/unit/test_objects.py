@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -37,7 +38,7 @@ def test_split_s3_uri_names_the_bad_value(uri: str) -> None:
 
 
 def test_s3_references_and_jsonl_round_trip() -> None:
-    records = [{"q": "Größe?", "n": 1, "at": datetime(2026, 11, 26, tzinfo=timezone.utc)}, {"q": "x\ny"}]
+    records: list[dict[str, Any]] = [{"q": "Größe?", "n": 1, "at": datetime(2026, 11, 26, tzinfo=UTC)}, {"q": "x\ny"}]
     body = to_jsonl(records)
     assert body.count(b"\n") == 2 and "Größe".encode() in body  # one line per record, non-ASCII kept
     assert from_jsonl(body) == [{"q": "Größe?", "n": 1, "at": "2026-11-26 00:00:00+00:00"}, {"q": "x\ny"}]
@@ -83,7 +84,7 @@ def test_jsonl_reader_splits_on_newline_only() -> None:
 @pytest.mark.parametrize("text", ["\ud800", "\udfff", "a\udc80b", "\ud83d x", "x \ude00", "\ud800\u2028\udbff"],
                          ids=["high", "low", "inside", "high-then-space", "low-alone", "with-separator"])
 def test_jsonl_writes_a_lone_surrogate_as_its_escape_and_reads_it_back(text: str) -> None:
-    records = [{"answer": text, text: {"nested": [text]}}, {"after": "the batch goes on"}]
+    records: list[dict[str, Any]] = [{"answer": text, text: {"nested": [text]}}, {"after": "the batch goes on"}]
     body = to_jsonl(records)  # used to raise UnicodeEncodeError and lose the whole batch
     body.decode("utf-8")  # valid UTF-8
     assert b"\\ud" in body

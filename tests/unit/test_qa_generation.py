@@ -379,7 +379,7 @@ def test_generate_replies_is_greedy_bounded_and_records_failures() -> None:
     assert request["modelId"] == "meta.llama3-1-8b-instruct-v1:0" and request["system"] == [{"text": SYSTEM}]
     assert request["inferenceConfig"] == {"maxTokens": MAX_TOKENS_PER_CALL, "temperature": 0.0}
     failed = [r for r in replies if r.error]
-    assert [r.passage.index for r in failed] == [3] and "model not available" in failed[0].error
+    assert [r.passage.index for r in failed] == [3] and "model not available" in (failed[0].error or "")
     ok = replies[0]
     assert (ok.text, ok.stop_reason, ok.input_tokens, ok.output_tokens) == (
         "Q: How heavy is the VM-200?\nA: 1450 kg.", "end_turn", 120, 18)

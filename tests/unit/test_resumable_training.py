@@ -53,7 +53,7 @@ def description(status: str, **extra: Any) -> dict[str, Any]:
         "TrainingJobStatus": status,
         "SecondaryStatus": {"InProgress": "Training", "Stopping": "Stopping"}.get(status, status),
         "ResourceConfig": {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 256},
-        "CreationTime": datetime.datetime(2026, 11, 1, 3, 0, tzinfo=datetime.timezone.utc),
+        "CreationTime": datetime.datetime(2026, 11, 1, 3, 0, tzinfo=datetime.UTC),
         "ResponseMetadata": {"HTTPStatusCode": 200},
         **extra,
     }

@@ -33,9 +33,8 @@ from tailor.training_data import (
     training_files,
     training_request,
 )
-
-from devstack.stack import REPO as REPO_ROOT
 from tests.conftest import SAMPLE_CATALOG
+
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 RUN_IDS = [

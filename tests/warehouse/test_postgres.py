@@ -9,7 +9,7 @@ tables + MERGE) run on PostgreSQL >= 15, which has MERGE: a syntax/behaviour che
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -127,7 +127,7 @@ def test_views_over_a_history_of_runs(wh: Warehouse) -> None:
     assert [row for row in trend[::3]] == [(date(2026, 11, 13), "r1"), (date(2026, 11, 20), "r2"),
                                            (date(2026, 11, 28), "r3")]  # fmt: skip
     started = query(wh, "SELECT DISTINCT dag_run_started_at FROM eval_run WHERE run_id = 'r3'")
-    assert started == [(datetime(2026, 11, 28, 4, 30, tzinfo=timezone.utc),)]
+    assert started == [(datetime(2026, 11, 28, 4, 30, tzinfo=UTC),)]
     wh.write_run(run_row("r4", "rag", "2026-12-04T10:00:00Z", status="partial"), score_rows())
     assert {r for (r,) in query(wh, "SELECT run_id FROM v_eval_latest")} == {"r3"}
     wh.ensure_schema()  # idempotent: tables kept, views recreated
