@@ -214,9 +214,9 @@ def base_model_scores(log: Path = OUT / "bench-localaws.log",
     """Ask the base model the test questions exactly as the finetune approach asks the champion; score them as
     score_answers does. -> ({sample_id: {metric: score}}, seconds to answer)."""
     from devstack.stack import BASE_MODEL_URI, LOCAL_SCALE, LOCALAWS_SCALE, REGION
-    from tailor.prompts import BASE
     from localaws.models import smollm2_dir
     from localaws.process import LocalAWSProcess
+    from tailor.prompts import BASE
 
     with _env({**LOCAL_SCALE, "TAILOR__METRICS__BERTSCORE_MODEL": str(smollm2_dir())}):
         import boto3
@@ -379,7 +379,7 @@ def run(extra_questions: int | None = None, compare_base: bool = True) -> tuple[
     lines = [
         "## Whole offline bake-off (`make demo`)",
         "`python -m benchmarks.demo_profile` in a subprocess: `make demo`'s code with a recorder on its hooks (its "
-        f"output in `out/bench-demo.log`, its full logs in `out/logs/`), which records `out/timings.json`: wall time "
+        "output in `out/bench-demo.log`, its full logs in `out/logs/`), which records `out/timings.json`: wall time "
         "of each DAG run and of every task "
         "instance (start/end from the DagRun's task instances), peak RSS of the demo process (ru_maxrss) and of the "
         "local AWS child (VmHWM), and of both together (sampled every 0.5 s). "

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class Recorder(Observer):
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.data: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(), "phases": {},
+        self.data: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "phases": {},
                                      "dags": [], "cpu_count": os.cpu_count()}
         self.peak_total_mb = 0.0
         self.localaws_pid: int | None = None

@@ -8,8 +8,12 @@ then scored with BERTScore, key-fact match and retrieval hit rate, and judged by
 (`LLMJudgeOperator`: blinded, per answer, per criterion, checkpointed so a retry never pays twice). The
 summaries are computed once; `load_warehouse` writes `eval_run` / `eval_score` rows (`v_eval_latest`,
 `v_eval_trend`, `v_cost_quality` for BI) and `publish_results` writes `summary_results.csv` and `report.html` to
-`s3://<bucket>/eval/<run_id>/`. Only generation and judging call a model: any later task can be retried freely. An approach that cannot answer at all (e.g. no champion endpoint
-yet) fails the run at the end, after the other approaches' results are published.
+`s3://<bucket>/eval/<run_id>/`. Only generation and judging call a model: any later task can be retried freely.
+The judges also score the golden set (human-scored answers) to measure their own reliability; the verdict between
+approaches is paired, question by question; regressions versus the last complete run, judge drift and partial runs
+are stored and sent once through the configured notifiers. A spend guard refuses a run estimated over budget before
+any model call. An approach that cannot answer at all (e.g. no champion endpoint yet) fails the run at the end,
+after the other approaches' results are published.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from tailor.bedrock_ids import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
 from tailor.config import parse_time_setting
-from tailor_airflow.defaults import DEFAULT_ARGS, JUDGE_MODELS, START_DATE, WAREHOUSE_CONN_ID
 from tailor.records import Approach
+from tailor_airflow.defaults import DEFAULT_ARGS, JUDGE_MODELS, START_DATE, WAREHOUSE_CONN_ID
 from tailor_airflow.evaluation import (
     alert_on_findings,
     calibrate_judges,

@@ -234,9 +234,10 @@ def _bake_off(demo: Demo, inputs: Inputs) -> int:
                 report_finetune(stack, finetune.run_id, inputs.first_question, say)
             # One judge id locally: every local judge is the same 135M model, so a second one would only double
             # the slowest stage (the DAG's default and the tests use two; production uses three model families).
-            if extra := observer.extra_evaluation:  # make bench's scaling fit, never the demo
-                if demo.run("weekly_evaluation", {"judge_models": [JUDGE], "sample_limit": extra}).state != "success":
-                    return 1
+            extra = observer.extra_evaluation  # make bench's scaling fit, never the demo
+            if extra and demo.run("weekly_evaluation", {"judge_models": [JUDGE], "sample_limit": extra}).state != \
+                    "success":
+                return 1
             evaluation = demo.run("weekly_evaluation", {"judge_models": [JUDGE]})
             if evaluation.state != "success":
                 return 1

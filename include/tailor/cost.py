@@ -10,8 +10,8 @@ Prices are us-east-1 on-demand list prices as of the table's ``as_of`` month; th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tailor.exceptions import ConfigError
@@ -229,6 +229,6 @@ def estimate_run_cost(prices: Prices, *, questions: Sequence[tuple[str, str]], a
     golden = f" (incl. {golden_answers} golden)" if golden_answers else ""
     lines = (f"generation: {n} questions x {len(approaches)} approach(es), answers priced at max_tokens "
              f"{max_tokens}: ${generation:.2f}",
-             f"judging: {answers} answers{golden} x {len(judge_models)} judge(s) = {answers * len(judge_models)} calls: "
-             f"${judge:.2f}")
+             f"judging: {answers} answers{golden} x {len(judge_models)} judge(s) = {answers * len(judge_models)} "
+             f"calls: ${judge:.2f}")
     return RunEstimate(generation, judge, answers * len(judge_models), lines)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tailor.cost import APPROACHES
+from tailor.metrics.agreement import reading
 from tailor.summary import DISPLAY_NAMES, TABLE_HEADER, ApproachSummary, fmt, fmt_ci, fmt_usd, table_cells
 
 if TYPE_CHECKING:
@@ -295,9 +296,9 @@ def render_report(
     question); ``agreement``: Krippendorff's alpha across the judges per criterion and ``overall``; ``calibration``:
     each judge against the golden set's human scores (:func:`tailor.golden.calibration`); ``records``: the judged
     per-sample records, shown question by question (:func:`drilldown`)."""
-    from tailor.metrics.agreement import reading
     import jinja2
     from markupsafe import Markup
+
 
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -398,7 +399,8 @@ def _calibration_rows(calibration: Mapping[str, Any] | None) -> list[dict[str, s
         cells = {c: "n/a" if a["alpha"] is None else f"{a['alpha']:.2f}" for c, a in found["criteria"].items()}
         rows.append({"judge": judge, "alpha": "n/a" if overall["alpha"] is None else f"{overall['alpha']:.3f}",
                      "mae": "n/a" if overall["mae"] is None else f"{overall['mae']:.3f}", "n": str(overall["n"]),
-                     "criteria": ", ".join(f"{c} {v}" for c, v in cells.items()), "reading": reading(overall["alpha"])})
+                     "criteria": ", ".join(f"{c} {v}" for c, v in cells.items()),
+                     "reading": reading(overall["alpha"])})
     return rows
 
 

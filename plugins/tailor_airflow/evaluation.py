@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from html import escape
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import task
@@ -172,10 +172,10 @@ def _endpoint_missing(conn_id: str, name: str) -> str | None:
 @task(map_index_template="{{ batch_label }}")
 def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Answer one batch with one approach and persist the per-sample JSONL before any scoring."""
+    from airflow.sdk import get_current_context
+
     from tailor.approaches import AnswerSettings, answer_batch
     from tailor.qa import QAItem
-
-    from airflow.sdk import get_current_context
 
     approach = Approach.parse(batch["approach"])
     get_current_context()["batch_label"] = f"{approach} #{batch['index']}"  # names the mapped task in the UI
@@ -347,7 +347,7 @@ def load_warehouse(summarized: dict[str, Any], warehouse_conn_id: str, **context
     records = [r.to_json() for r in _records(s3, layout, layout.judged)]
     # run_after, not start_date: clearing an old run resets its start_date, and it must not become "latest".
     dag_run = context["dag_run"]
-    started = getattr(dag_run, "run_after", None) or dag_run.start_date or datetime.now(timezone.utc)
+    started = getattr(dag_run, "run_after", None) or dag_run.start_date or datetime.now(UTC)
     target = warehouse(warehouse_conn_id)
     target.ensure_schema()
     written = {}
@@ -375,8 +375,8 @@ def load_warehouse(summarized: dict[str, Any], warehouse_conn_id: str, **context
 @task
 def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any]:
     """summary_results.csv + report.html under the run, from the summaries computed once."""
-    from tailor.report import render_report
     from tailor.metrics.paired import paired_csv
+    from tailor.report import render_report
     from tailor.summary import format_table, summaries_from_json, write_summary_csv
 
     cfg, s3 = settings_and_s3()
@@ -384,7 +384,7 @@ def publish_results(summarized: dict[str, Any], **context: Any) -> dict[str, Any
     document = _read_json(s3, layout, layout.summary)
     summaries = summaries_from_json(document["summaries"])
     html = render_report(summaries, run_id=document["run_id"], dataset_version=document["dataset_version"],
-                         generated_at=datetime.now(timezone.utc), notes=document["notes"], paired=document["paired"],
+                         generated_at=datetime.now(UTC), notes=document["notes"], paired=document["paired"],
                          agreement=document["judge_agreement"], calibration=document.get("calibration"),
                          records=[r.to_json() for r in _records(s3, layout, layout.judged)])
     s3.put_object(Bucket=layout.bucket, Key=layout.summary_csv, Body=write_summary_csv(summaries).encode(),

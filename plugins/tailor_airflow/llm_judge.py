@@ -81,6 +81,7 @@ class LLMJudgeOperator(BaseOperator):
 
         from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
         from tailor.metrics.judge import DEFAULT_CRITERIA, JudgementCheckpoint, judge_many, panel_result
         from tailor.objects import split_s3_uri
         from tailor.records import dump_records, load_records

@@ -35,8 +35,14 @@ def synced_catalog(local_aws: Stack, airflow_db) -> None:
 def champion(local_aws: Stack, synced_catalog: None) -> Iterator[str]:
     """A champion endpoint InService (the one an earlier test promoted, else the base model); faults disarmed."""
     from tailor.config import load_settings
-    from tailor.endpoints import Waiting, delete_endpoint, describe_endpoint, ensure_endpoint, ensure_endpoint_config, \
-        ensure_model
+    from tailor.endpoints import (
+        Waiting,
+        delete_endpoint,
+        describe_endpoint,
+        ensure_endpoint,
+        ensure_endpoint_config,
+        ensure_model,
+    )
 
     local_aws.clear_faults()
     sagemaker, ft = local_aws.client("sagemaker"), load_settings().finetune

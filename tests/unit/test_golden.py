@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tailor.golden import (
     CRITERIA,
     GOLDEN_PATH,

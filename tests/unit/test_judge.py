@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from tailor.exceptions import ConfigError
 from tailor.metrics.judge import (
     DEFAULT_CRITERIA,
@@ -469,7 +470,8 @@ def test_the_checkpoint_flushes_parts_and_loads_them_back(monkeypatch: pytest.Mo
         assert checkpoint.parts_written == 3
         assert JudgementCheckpoint(s3, "tailor-judge-test", "eval/run/judgements/").load() == judgements
         assert JudgementCheckpoint(s3, "tailor-judge-test", "eval/other/judgements/").load() == {}
-        with pytest.raises(RuntimeError), JudgementCheckpoint(s3, "tailor-judge-test", "eval/run2/judgements/") as checkpoint:
+        run2 = "eval/run2/judgements/"
+        with pytest.raises(RuntimeError), JudgementCheckpoint(s3, "tailor-judge-test", run2) as checkpoint:
             checkpoint.add("k", judgements["k1"])
             raise RuntimeError("the task dies mid-judging")
         assert JudgementCheckpoint(s3, "tailor-judge-test", "eval/run2/judgements/").load() == {"k": judgements["k1"]}

@@ -12,7 +12,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,7 +39,7 @@ JUDGE_A = "amazon.nova-pro-v1:0"
 JUDGE_B = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 JUDGES = (JUDGE_A, JUDGE_B)
 CRITERIA = ("correctness", "completeness", "faithfulness", "no_hallucination")
-STARTED = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+STARTED = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 VERSIONS = {"dataset_version": "qa-abc123", "prompt_version": "p1",
             "generator_model": {"rag": "amazon.nova-lite-v1:0", "finetune": "smollm2-ft-7"}}  # fmt: skip
 GENERATION_ERROR = "ReadTimeoutError: endpoint timed out"
@@ -99,8 +99,9 @@ RECORDS = [record(approach, sample_id, answer) for approach, sample_id, answer, 
 
 def tool_reply(scores: dict[str, Any], rationale: str) -> dict[str, Any]:
     tool_use = {"toolUseId": "tooluse_1", "name": "record_scores", "input": {**scores, "rationale": rationale}}
+    usage = {"inputTokens": 600, "outputTokens": 60, "totalTokens": 660}
     return {"output": {"message": {"role": "assistant", "content": [{"toolUse": tool_use}]}},
-            "stopReason": "tool_use", "usage": {"inputTokens": 600, "outputTokens": 60, "totalTokens": 660}}  # fmt: skip
+            "stopReason": "tool_use", "usage": usage}
 
 
 def text_reply(text: str) -> dict[str, Any]:
@@ -460,7 +461,7 @@ def test_a_failing_judge_is_stored_as_null_with_its_error(
     # judge B is left out of every mean: the sample score is judge A's alone
     judged = read_output(s3)
     assert {k: r["judge_score"] for k, r in judged.items()} == JUDGE_A_ONLY
-    for (approach, sample_id), row in judged.items():
+    for row in judged.values():
         b = row["judgements"][1]
         assert b["judge_model"] == JUDGE_B and b["scores"] == dict.fromkeys(CRITERIA)
         if row["answer"] is not None:
@@ -701,11 +702,11 @@ def test_dag_run_started_at_is_run_after_so_a_cleared_old_run_does_not_become_th
     complete = RunLayout(BUCKET, "eval/complete/")  # every approach complete: eligible as latest
     put_run(s3, complete, [r for r in RECORDS if not r["error"]])
     newer = {"dag_run": SimpleNamespace(run_id="scheduled__2026-11-27", run_after=datetime(2026, 11, 27, 6, 0,
-                                        tzinfo=timezone.utc), start_date=datetime(2026, 11, 27, 6, 0, 5,
-                                        tzinfo=timezone.utc)), "run_id": "scheduled__2026-11-27"}  # fmt: skip
+                                        tzinfo=UTC), start_date=datetime(2026, 11, 27, 6, 0, 5,
+                                        tzinfo=UTC)), "run_id": "scheduled__2026-11-27"}  # fmt: skip
     stages(newer, complete)
     cleared = {"dag_run": SimpleNamespace(run_id=RUN_ID, run_after=STARTED,
-                                          start_date=datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)),
+                                          start_date=datetime(2026, 12, 1, 9, 30, tzinfo=UTC)),
                "run_id": RUN_ID}  # fmt: skip
     stages(cleared, complete)  # last week's run, cleared and re-run on Dec 1
 
@@ -893,7 +894,7 @@ def test_a_regression_versus_the_last_complete_run_notifies_exactly_once(mock_co
 
     results = []
     for run_id, day, score in (("week-1", 16, 0.9), ("week-2", 23, 0.5)):  # every score drops by 0.4
-        started = datetime(2026, 11, day, 6, tzinfo=timezone.utc)
+        started = datetime(2026, 11, day, 6, tzinfo=UTC)
         context = {"dag_run": SimpleNamespace(run_after=started, start_date=started), "run_id": run_id}
         layout = RunLayout.for_run(BUCKET, "eval/", run_id)
         records = rows(score)

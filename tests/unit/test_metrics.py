@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
 from tailor.metrics import (
     LOCAL_NUM_LAYERS,
     BertScorer,
@@ -564,6 +565,7 @@ PAIRS = [  # (reference, paraphrase, unrelated)
 def local_scorer() -> Iterator[tuple[BertScorer, type]]:
     """One BertScorer on the local SmolLM2 for the module, with a spy counting bert_score.BERTScorer builds."""
     import bert_score
+
     from localaws.models import smollm2_dir
 
     try:
