@@ -149,7 +149,7 @@ def airflow_policy(stack: Stack) -> dict:
 
     from localaws.calls import ACCOUNT
     from tailor.config import settings
-    from tests.deploy.test_iam import AIRFLOW_POLICY, render
+    from tests.iam_policy import AIRFLOW_POLICY, render
 
     values = {"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT, "BucketName": stack.resources["bucket"],
               "CatalogQueueName": stack.resources["queue_url"].rstrip("/").rsplit("/", 1)[-1],
@@ -160,7 +160,7 @@ def airflow_policy(stack: Stack) -> dict:
 
 def denied_calls(policy: dict, calls: list[dict]) -> list[tuple[str, str, str]]:
     """The recorded calls (``Stack.recorded_calls``) the policy would not allow: (action, resource, request)."""
-    from tests.deploy.test_iam import allowed
+    from tests.iam_policy import allowed
 
     checked: dict[tuple[str, str, str], bool] = {}
     for c in calls:

@@ -1,11 +1,12 @@
 """End to end: faults injected into the local AWS while the real DAGs run (``dag.test()``), and hostile text.
 
 The shared fixtures (tests/e2e/conftest.py) give every test the sample catalog in the Knowledge Base and a champion
-endpoint InService, whatever ran before (so a fault-test catalog variant is always a new version). Each test arms faults through the local AWS's fault switch (``localaws.faults``) and disarms them in a
-``finally``, then asserts the DAG's outcome (retried to success, or failed with a clear message), that the
-faults really fired (the switch counts them), that nothing was lost (the drop, the KB version, the answers
-already generated) and that nothing leaked (no challenger endpoint left running, no AWS secret key in the
-runs' logs: ``dag.test()`` writes no log files, so the captured output and log records are scanned).
+endpoint InService, whatever ran before (so a fault-test catalog variant is always a new version). Each test arms
+faults through the local AWS's fault switch (``localaws.faults``) and disarms them in a ``finally``, then asserts
+the DAG's outcome (retried to success, or failed with a clear message), that the faults really fired (the switch
+counts them), that nothing was lost (the drop, the KB version, the answers already generated) and that nothing
+leaked (no challenger endpoint left running, no AWS secret key in the runs' logs: ``dag.test()`` writes no log
+files, so the captured output and log records are scanned).
 """
 
 from __future__ import annotations
