@@ -113,6 +113,7 @@ def ensure_completed_training_job(stack: Stack) -> str:
     catalog (the request monthly_finetune builds, one epoch), started and awaited here."""
     import boto3
 
+    from tailor.aws_errors import describe_or_none
     from tailor.config import load_settings
     from tailor.jumpstart import SageMakerCoreSDK
     from tailor.training_data import training_request
@@ -124,9 +125,9 @@ def ensure_completed_training_job(stack: Stack) -> str:
     ft, bucket = load_settings().finetune, stack.resources["bucket"]
     prefix = f"finetune/{TRAINING_FIXTURE}/"
     stack.client("s3").put_object(Bucket=bucket, Key=prefix + "training/catalog.txt",
-                                  Body=SAMPLE_CATALOG.read_bytes()[:4000])
-    if not any(j["TrainingJobName"] == TRAINING_FIXTURE
-               for j in sagemaker.list_training_jobs()["TrainingJobSummaries"]):
+                                  Body=SAMPLE_CATALOG.read_text()[:4000].encode())
+    if describe_or_none(lambda: sagemaker.describe_training_job(TrainingJobName=TRAINING_FIXTURE),
+                        "training job") is None:
         session = boto3.Session(region_name="us-east-1", aws_access_key_id="localaws",
                                 aws_secret_access_key="localaws")
         request, _ = training_request(
