@@ -6,8 +6,9 @@ goes through the whole DAG with ``dag.test()``. A rejected drop must land in the
 ``.reason.json`` naming its rule, leave the Knowledge Base's data prefix, ``catalog/versions/`` and
 ``catalog/current.json`` byte-for-byte unchanged, and start no ingestion job.
 
-This file runs first among the e2e tests, which share one local AWS: it seeds a sentinel document and marker
-(so "unchanged" is checked against non-empty state) and puts the bucket back exactly as it found it.
+The e2e tests share one local AWS and this file may run before or after the others: it seeds a sentinel document
+(and a marker if none is published) so "unchanged" is checked against non-empty state, and puts the bucket back
+exactly as it found it.
 """
 
 from __future__ import annotations

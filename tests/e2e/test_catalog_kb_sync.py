@@ -1,7 +1,8 @@
 """End to end: the real catalog sync DAGs, run with dag.test() through the local AWS.
 
-The tests share one local AWS and run in file order: first sync, retrieval quality on it, an unchanged
-re-drop, a malformed drop, then the polling DAG with a changed catalog.
+A first sync (from no published version), retrieval quality on the sample catalog, an unchanged re-drop, a
+malformed drop, then the polling DAG with a changed catalog. Each test asks for the state it needs
+(``synced_kb``: the sample in the Knowledge Base; tests/e2e/conftest.py), so the file does not depend on others.
 """
 
 from __future__ import annotations
@@ -12,57 +13,26 @@ import pytest
 
 from devstack.stack import Stack, run_dag
 from tests.conftest import SAMPLE_CATALOG, TEST_QA
+from tests.e2e.helpers import INCOMING, _drop, _ingestion_jobs, _kb_data, _marker, _retrieve, _task_states
 
 pytestmark = pytest.mark.e2e
-INCOMING = "catalog/incoming/"
 
 
-def _drop(stack: Stack, name: str, body: bytes) -> str:
-    key = INCOMING + name
-    stack.client("s3").put_object(Bucket=stack.resources["bucket"], Key=key, Body=body)
-    return key
+@pytest.fixture
+def no_published_version(local_aws: Stack, airflow_db) -> None:
+    """What the first sync of a Knowledge Base sees: no ``catalog/current.json`` (other files may have synced the
+    sample already; without a marker, a drop of the same content is new again). The sync under test writes it."""
+    local_aws.client("s3").delete_object(Bucket=local_aws.resources["bucket"], Key="catalog/current.json")
 
 
-def _marker(stack: Stack) -> dict | None:
-    s3 = stack.client("s3")
-    try:
-        body = s3.get_object(Bucket=stack.resources["bucket"], Key="catalog/current.json")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(body)
-
-
-def _kb_data(stack: Stack) -> dict[str, str]:
-    listing = stack.client("s3").list_objects_v2(Bucket=stack.resources["bucket"], Prefix="kb-data/")
-    return {o["Key"]: o["ETag"] for o in listing.get("Contents", [])}
-
-
-def _ingestion_jobs(stack: Stack) -> list[dict]:
-    return stack.client("bedrock-agent").list_ingestion_jobs(
-        knowledgeBaseId=stack.resources["knowledge_base_id"], dataSourceId=stack.resources["data_source_id"]
-    )["ingestionJobSummaries"]
-
-
-def _retrieve(stack: Stack, question: str, k: int = 3, search_type: str = "HYBRID") -> list[dict]:
-    return stack.client("bedrock-agent-runtime").retrieve(
-        knowledgeBaseId=stack.resources["knowledge_base_id"],
-        retrievalQuery={"text": question},
-        retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": k,
-                                                              "overrideSearchType": search_type}},
-    )["retrievalResults"]
-
-
-def _task_states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def test_valid_catalog_syncs_the_knowledge_base(local_aws: Stack, airflow_db) -> None:
+def test_valid_catalog_syncs_the_knowledge_base(local_aws: Stack, airflow_db, no_published_version) -> None:
+    jobs_before = {j["ingestionJobId"] for j in _ingestion_jobs(local_aws)}
     key = _drop(local_aws, "industrial_catalog.txt", SAMPLE_CATALOG.read_bytes())
     run = run_dag("catalog_kb_sync", {"catalog_key": key})
     assert run.state == "success", _task_states(run)
     marker = _marker(local_aws)
     assert marker["products"] == 15 and marker["run_id"] == run.run_id
-    jobs = _ingestion_jobs(local_aws)
+    jobs = [j for j in _ingestion_jobs(local_aws) if j["ingestionJobId"] not in jobs_before]
     assert [j["ingestionJobId"] for j in jobs] == [marker["ingestion_job_id"]]
     assert jobs[0]["status"] == "COMPLETE"
     assert len(_kb_data(local_aws)) == 30  # 15 product documents + 15 metadata sidecars
@@ -73,7 +43,7 @@ def test_valid_catalog_syncs_the_knowledge_base(local_aws: Stack, airflow_db) ->
     assert "Vortex Mixer VM-200" in top["content"]["text"]
 
 
-def test_retrieve_finds_the_questions_product_first(local_aws: Stack, airflow_db) -> None:
+def test_retrieve_finds_the_questions_product_first(local_aws: Stack, synced_kb: dict) -> None:
     """Acceptance: top-1 chunk is from the question's product for >= 80% of the 45 test questions."""
     qa = json.loads(TEST_QA.read_text())
     rates = {}
@@ -89,7 +59,7 @@ def test_retrieve_finds_the_questions_product_first(local_aws: Stack, airflow_db
     assert rates["HYBRID"] >= 0.80
 
 
-def test_unchanged_catalog_skips_ingestion(local_aws: Stack, airflow_db) -> None:
+def test_unchanged_catalog_skips_ingestion(local_aws: Stack, synced_kb: dict) -> None:
     before_jobs, before_data = len(_ingestion_jobs(local_aws)), _kb_data(local_aws)
     key = _drop(local_aws, "industrial_catalog_copy.txt", SAMPLE_CATALOG.read_bytes())
     run = run_dag("catalog_kb_sync", {"catalog_key": key})
@@ -100,7 +70,7 @@ def test_unchanged_catalog_skips_ingestion(local_aws: Stack, airflow_db) -> None
     assert _kb_data(local_aws) == before_data
 
 
-def test_malformed_catalog_is_quarantined_and_the_kb_untouched(local_aws: Stack, airflow_db) -> None:
+def test_malformed_catalog_is_quarantined_and_the_kb_untouched(local_aws: Stack, synced_kb: dict) -> None:
     before = (_marker(local_aws), _kb_data(local_aws), len(_ingestion_jobs(local_aws)))
     broken = SAMPLE_CATALOG.read_text().replace("Safety_instructions:", "Safety Instructions:", 1)
     key = _drop(local_aws, "broken catalog.txt", broken.encode())
@@ -121,7 +91,7 @@ def test_malformed_catalog_is_quarantined_and_the_kb_untouched(local_aws: Stack,
     assert _retrieve(local_aws, "Vortex Mixer VM-200 bowl")[0]["metadata"]["product_name"] == "Vortex Mixer VM-200"
 
 
-def test_polling_dag_syncs_a_changed_catalog(local_aws: Stack, airflow_db) -> None:
+def test_polling_dag_syncs_a_changed_catalog(local_aws: Stack, synced_kb: dict) -> None:
     """The S3KeySensor (deferrable) mode, with a catalog that drops its last product."""
     text = SAMPLE_CATALOG.read_text()
     last = text.rindex("\nName:")

@@ -27,7 +27,7 @@ import pytest
 
 from devstack.stack import Stack, run_dag
 from tests.conftest import SAMPLE_CATALOG
-from tests.e2e.test_catalog_kb_sync import _drop, _ingestion_jobs, _marker, _retrieve, _task_states
+from tests.e2e.helpers import _drop, _ingestion_jobs, _marker, _retrieve, _task_states
 
 pytestmark = pytest.mark.e2e
 PRODUCT = "Vortex Mixer VM-200"
@@ -73,16 +73,11 @@ def _reindex(stack: Stack) -> dict:
 
 
 @pytest.fixture
-def synced(local_aws: Stack, airflow_db) -> Iterator[Stack]:
-    """A Knowledge Base holding a published catalog (the sample is synced first if none is); afterwards the
-    objects are restored as found and re-indexed, and faults disarmed."""
+def synced(local_aws: Stack, faults: Stack, synced_kb: dict) -> Iterator[Stack]:
+    """A Knowledge Base holding the sample catalog (``synced_kb``: the published version to protect); afterwards
+    the objects are restored as found and re-indexed, and faults disarmed."""
     s3, bucket = local_aws.client("s3"), local_aws.resources["bucket"]
-    local_aws.clear_faults()
     found = _objects(local_aws)
-    if _marker(local_aws) is None:  # run alone: give the failure a published version to protect
-        run = run_dag("catalog_kb_sync", {"catalog_key": _drop(local_aws, SAMPLE_CATALOG.name,
-                                                                SAMPLE_CATALOG.read_bytes())})
-        assert run.state == "success", _task_states(run)
     try:
         yield local_aws
     finally:

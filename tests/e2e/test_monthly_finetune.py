@@ -1,65 +1,31 @@
 """End to end: monthly_finetune through the local AWS (a real small fine-tune behind CreateTrainingJob).
 
-In the suite it runs after the catalog sync tests (file order), so a catalog version is in the Knowledge Base;
-alone, the ``synced_catalog`` fixture syncs the sample catalog first and ``champion`` deploys a base-model champion.
+The shared fixtures (tests/e2e/conftest.py) give each test its state, whatever ran before: ``synced_kb`` the sample
+catalog in the Knowledge Base, ``champion_endpoint`` a champion InService (the promoted fine-tune, else the base
+model), ``faults`` a disarmed fault switch; ``no_champion`` makes the first test a first deployment.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from devstack.stack import BASE_MODEL_URI, Stack, run_dag
-from tests.conftest import SAMPLE_CATALOG
-from tests.e2e.test_catalog_kb_sync import _drop, _marker, _task_states
+from devstack.stack import Stack, run_dag
+from tests.e2e.helpers import CHAMPION, _task_states, _tries
 
 pytestmark = pytest.mark.e2e
-CHAMPION = "tailor-finetuned-champion"
-BASE_CHAMPION = "tailor-e2e-base-champion"  # model + endpoint config of a stand-in champion (the base model)
 ROLLBACK_REASON = ("The primary container for production variant AllTraffic did not pass the ping health check. "
                    "Please check CloudWatch logs for this endpoint.")
 
 
 @pytest.fixture
-def synced_catalog(local_aws: Stack, airflow_db) -> None:
-    """A catalog version in the Knowledge Base (the catalog sync tests leave one; alone, sync the sample)."""
-    if _marker(local_aws) is None:
-        run = run_dag("catalog_kb_sync", {"catalog_key": _drop(local_aws, SAMPLE_CATALOG.name,
-                                                                SAMPLE_CATALOG.read_bytes())})
-        assert run.state == "success", _task_states(run)
+def no_champion(local_aws: Stack) -> None:
+    """The first deployment: no champion endpoint yet (other files may have left one; the run promotes its own,
+    and ``champion_endpoint`` re-establishes one for later tests if this one fails)."""
+    from tailor.endpoints import Waiting, delete_endpoint
 
-
-@pytest.fixture
-def champion(local_aws: Stack, synced_catalog: None) -> Iterator[str]:
-    """A champion endpoint InService (the one an earlier test promoted, else the base model); faults disarmed."""
-    from tailor.config import load_settings
-    from tailor.endpoints import (
-        Waiting,
-        delete_endpoint,
-        describe_endpoint,
-        ensure_endpoint,
-        ensure_endpoint_config,
-        ensure_model,
-    )
-
-    local_aws.clear_faults()
-    sagemaker, ft = local_aws.client("sagemaker"), load_settings().finetune
-    found = describe_endpoint(sagemaker, CHAMPION)
-    if found is None or found["EndpointStatus"] != "InService":
-        waiting = Waiting(poll=0.5, timeout=60)
-        ensure_model(sagemaker, {"ModelName": BASE_CHAMPION, "ExecutionRoleArn": ft.role_arn, "PrimaryContainer": {
-            "Image": ft.inference_image_uri, "ModelDataUrl": BASE_MODEL_URI}})
-        ensure_endpoint_config(sagemaker, {"EndpointConfigName": BASE_CHAMPION, "ProductionVariants": [{
-            "VariantName": "AllTraffic", "ModelName": BASE_CHAMPION, "InitialInstanceCount": 1,
-            "InstanceType": ft.endpoint_instance_type}]})
-        delete_endpoint(sagemaker, CHAMPION, waiting)
-        ensure_endpoint(sagemaker, CHAMPION, BASE_CHAMPION, waiting)
-    try:
-        yield CHAMPION
-    finally:
-        local_aws.clear_faults()
+    delete_endpoint(local_aws.client("sagemaker"), CHAMPION, Waiting(poll=0.5, timeout=120, log=lambda _: None))
 
 
 def _lineage(stack: Stack, job_name: str) -> dict:
@@ -71,10 +37,6 @@ def _lineage(stack: Stack, job_name: str) -> dict:
 def _endpoints(stack: Stack) -> dict[str, str]:
     return {e["EndpointName"]: e["EndpointStatus"]
             for e in stack.client("sagemaker").list_endpoints()["Endpoints"]}
-
-
-def _tries(run) -> dict[str, int]:
-    return {ti.task_id: ti.try_number for ti in run.get_task_instances()}
 
 
 def _champion_pointer(stack: Stack) -> bytes | None:
@@ -96,7 +58,8 @@ def _finetuned_model_events(run_id: str) -> list[dict]:
         return [dict(e.extra or {}) for e in events]
 
 
-def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db, synced_catalog) -> None:
+def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db, synced_kb: dict,
+                                              no_champion: None) -> None:
     from tailor.training_data import job_name_for
 
     run = run_dag("monthly_finetune")
@@ -141,7 +104,8 @@ def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db, sync
     assert champion["job_name"] == job_name
 
 
-def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Stack, airflow_db, champion) -> None:
+def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Stack, faults: Stack, synced_kb: dict,
+                                                                  champion_endpoint: str) -> None:
     from tailor.training_data import job_name_for
 
     before = local_aws.client("sagemaker").describe_endpoint(EndpointName=CHAMPION)["EndpointConfigName"]
@@ -162,8 +126,8 @@ def test_failed_training_fails_the_run_and_leaves_nothing_running(local_aws: Sta
     assert lineage["failure_reason"] == "AlgorithmError: CUDA out of memory"
 
 
-def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(local_aws: Stack, airflow_db,
-                                                                           champion) -> None:
+def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(
+        local_aws: Stack, faults: Stack, synced_kb: dict, champion_endpoint: str) -> None:
     """Every try's endpoint fails (1 + 2 retries): each retry deletes the Failed one before creating it again,
     the last one is deleted by the teardown."""
     from tailor.training_data import job_name_for
@@ -185,7 +149,7 @@ def test_failed_challenger_endpoint_is_cleaned_up_and_the_champion_untouched(loc
 
 
 def test_a_retried_deploy_recovers_and_a_rolled_back_promotion_is_recorded_as_rolled_back(
-        local_aws: Stack, airflow_db, champion: str) -> None:
+        local_aws: Stack, faults: Stack, synced_kb: dict, champion_endpoint: str) -> None:
     """One fine-tune run, two of AWS's behaviours (one run instead of two: each costs a training job):
 
     * the first try's challenger ends Failed (no capacity); the retry finds it under its own name, deletes it and
@@ -197,7 +161,7 @@ def test_a_retried_deploy_recovers_and_a_rolled_back_promotion_is_recorded_as_ro
     from tailor.training_data import job_name_for
 
     sagemaker = local_aws.client("sagemaker")
-    before, pointer = sagemaker.describe_endpoint(EndpointName=champion)["EndpointConfigName"], \
+    before, pointer = sagemaker.describe_endpoint(EndpointName=champion_endpoint)["EndpointConfigName"], \
         _champion_pointer(local_aws)
     local_aws.arm_fault("sagemaker:CreateEndpoint", "CapacityError",
                         message="Unable to provision requested ML compute capacity")
@@ -211,7 +175,7 @@ def test_a_retried_deploy_recovers_and_a_rolled_back_promotion_is_recorded_as_ro
     assert states["teardown_challenger"] == "success"
     assert local_aws.fault_state()["fired"] == {"sagemaker:CreateEndpoint": 1, "sagemaker:UpdateEndpoint": 1}
     job_name = job_name_for(run.run_id)
-    described = sagemaker.describe_endpoint(EndpointName=champion)
+    described = sagemaker.describe_endpoint(EndpointName=champion_endpoint)
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == before
     assert described["FailureReason"] == ROLLBACK_REASON
     lineage = _lineage(local_aws, job_name)
@@ -225,7 +189,7 @@ def test_a_retried_deploy_recovers_and_a_rolled_back_promotion_is_recorded_as_ro
     assert f"{job_name}-challenger" not in _endpoints(local_aws)
 
 
-def test_no_synced_catalog_fails_before_any_training_job(local_aws: Stack, airflow_db, synced_catalog) -> None:
+def test_no_synced_catalog_fails_before_any_training_job(local_aws: Stack, synced_kb: dict) -> None:
     s3, bucket = local_aws.client("s3"), local_aws.resources["bucket"]
     marker = s3.get_object(Bucket=bucket, Key="catalog/current.json")["Body"].read()
     jobs_before = len(local_aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])

@@ -1,4 +1,4 @@
-"""End to end: qa_dataset_build through the local AWS, after the catalog sync tests (file order).
+"""End to end: qa_dataset_build through the local AWS, on the sample catalog (``synced_kb``, tests/e2e/conftest.py).
 
 The local 135M model writes few usable pairs, so the assertions are about the pipeline, not the yield: the run
 succeeds, the files are valid QA sets split by product section, and every candidate is accounted for.
@@ -13,15 +13,15 @@ import pytest
 from devstack.stack import Stack, run_dag
 from tailor.catalog import SECTIONS
 from tailor.qa import parse_qa
-from tests.e2e.test_catalog_kb_sync import _marker, _task_states
+from tests.e2e.helpers import _marker, _task_states
 
 pytestmark = pytest.mark.e2e
 
 
-def test_qa_dataset_build_writes_a_curated_split_dataset(local_aws: Stack, airflow_db) -> None:
+def test_qa_dataset_build_writes_a_curated_split_dataset(local_aws: Stack, synced_kb: dict) -> None:
     s3, bucket = local_aws.client("s3"), local_aws.resources["bucket"]
     marker = _marker(local_aws)
-    assert marker is not None, "run after tests/e2e/test_catalog_kb_sync.py (it syncs the catalog)"
+    assert marker == synced_kb
     # Three products: the 135M model's yield is low (about one kept pair per product), so two would leave the
     # run one unlucky generation away from the DAG's "too few pairs" failure.
     run = run_dag("qa_dataset_build", {"product_limit": 3, "questions_per_section": 1})

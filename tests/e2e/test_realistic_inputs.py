@@ -1,8 +1,9 @@
 """End to end on customer-shaped inputs: the realistic catalog (170 KB, sub-headings in every section) synced
 through the real DAG, Retrieve checked on the long-answer QA set, and weekly_evaluation run on a sample of it.
 
-Independent of file order: it syncs its own catalog and, when done, rolls the Knowledge Base back to the version
-it held before (a manual run with ``catalog_key`` = that version's key), so later tests see what they expect.
+Independent of file order: it starts from the sample catalog (synced first if the Knowledge Base holds another),
+syncs its own and, when done, rolls the Knowledge Base back to the sample (a manual run with ``catalog_key`` = that
+version's key: the rollback path is checked here), so later tests find what they expect.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.stack import REPO, Stack, run_dag
-from tests.e2e.test_catalog_kb_sync import _drop, _kb_data, _marker, _retrieve, _task_states
+from tests.e2e.helpers import _drop, _kb_data, _marker, _retrieve, _task_states, ensure_sample_synced
 
 pytestmark = pytest.mark.e2e
 REALISTIC_CATALOG = REPO / "include" / "data" / "catalog" / "realistic_catalog.txt"
@@ -24,15 +25,14 @@ REALISTIC_QA = REPO / "include" / "data" / "qa" / "realistic_test.json"
 
 @pytest.fixture(scope="module")
 def realistic_kb(local_aws: Stack, airflow_db) -> Iterator[dict]:
-    before = _marker(local_aws)
+    before = ensure_sample_synced(local_aws)
     key = _drop(local_aws, "realistic_catalog.txt", REALISTIC_CATALOG.read_bytes())
     run = run_dag("catalog_kb_sync", {"catalog_key": key})
     assert run.state == "success", _task_states(run)
     yield _marker(local_aws)
-    if before is not None:  # roll back: the archived version's own key
-        rollback = run_dag("catalog_kb_sync", {"catalog_key": before["version_key"]})
-        assert rollback.state == "success", _task_states(rollback)
-        assert _marker(local_aws)["catalog_version"] == before["catalog_version"]
+    rollback = run_dag("catalog_kb_sync", {"catalog_key": before["version_key"]})  # the archived version's own key
+    assert rollback.state == "success", _task_states(rollback)
+    assert _marker(local_aws)["catalog_version"] == before["catalog_version"]
 
 
 def test_the_realistic_catalog_syncs_with_every_subheading_in_its_documents(local_aws: Stack,

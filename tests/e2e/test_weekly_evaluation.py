@@ -1,4 +1,4 @@
-"""End to end: weekly_evaluation through the local AWS, after the sync and fine-tune tests (file order)."""
+"""End to end: weekly_evaluation through the local AWS (catalog and champion from the shared fixtures)."""
 
 from __future__ import annotations
 
@@ -6,34 +6,15 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
 from devstack.stack import LOCAL_SCALE, Stack, run_dag
-from tests.conftest import SAMPLE_CATALOG
-from tests.e2e.test_catalog_kb_sync import _drop, _marker, _task_states
+from tests.e2e.helpers import _task_states
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sample_catalog_synced(local_aws: Stack, airflow_db) -> Iterator[None]:
-    """plan_batches matches the QA set's products against the synced catalog (an earlier test leaves one with a
-    product removed): sync the whole sample for these tests, then roll back to what the KB held."""
-    from tailor.catalog import validate_file
-
-    before = _marker(local_aws)
-    if before is not None and before["catalog_version"] == validate_file(SAMPLE_CATALOG).version:
-        yield
-        return
-    run = run_dag("catalog_kb_sync", {"catalog_key": _drop(local_aws, SAMPLE_CATALOG.name,
-                                                            SAMPLE_CATALOG.read_bytes())})
-    assert run.state == "success", _task_states(run)
-    yield
-    if before is not None:
-        rollback = run_dag("catalog_kb_sync", {"catalog_key": before["version_key"]})
-        assert rollback.state == "success", _task_states(rollback)
+# plan_batches matches the QA set's products against the synced catalog (the sample), and the fine-tune and
+# hybrid approaches call the champion endpoint: both are checked (and re-established) before each test.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("synced_kb", "champion_endpoint")]
 
 
 def _get(stack: Stack, key: str) -> bytes:

@@ -185,7 +185,7 @@ def test_the_sdks_reads_are_allowed_by_the_airflow_role_policy(stack: Stack) -> 
     import boto3
 
     from localaws.calls import ACCOUNT, RECORDED_KEY_ID
-    from tests.deploy.test_iam import AIRFLOW_POLICY, allowed, render
+    from tests.iam_policy import AIRFLOW_POLICY, allowed, render
 
     kw = {"region_name": "us-east-1", "aws_access_key_id": RECORDED_KEY_ID, "aws_secret_access_key": "x"}
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, **kw)

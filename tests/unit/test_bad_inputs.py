@@ -6,10 +6,12 @@ parse to the expected products/items, rejected ones must raise naming the file, 
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,16 @@ from devstack.stack import REPO
 from tailor.catalog import DEFAULT_MAX_BYTES, MAX_ISSUES, SECTIONS, Catalog, parse_catalog, validate_file
 from tailor.exceptions import CatalogValidationError, QADatasetError
 from tailor.qa import QADataset, parse_qa
-from tests.data.bad.corpus import CATALOG_MAX_BYTES, HERE, Case, case, cases, data_of, materialize
+from tests.data.bad.corpus import CATALOG_MAX_BYTES, HERE, MANIFEST, Case, case, cases, catalog_of_size, \
+    catalog_products, catalog_same_product, data_of, materialize, qa_items, _product
 
 CATALOG_CASES = cases("catalog")
 QA_CASES = cases("qa")
-#: Budget for validating any one case, the 50 MiB and 10,000-product ones included (measured: < 0.3 s).
-SECONDS_PER_CASE = 3.0
+#: The validators must scale linearly with the input: 10 times the input may take at most this many times as long
+#: (linear work is ~10x, measured 7-18x; a quadratic step ~100x). A ratio against a baseline measured in the same
+#: test, never a wall-clock budget: both sides are CPU time (time.process_time: other processes on a busy machine
+#: do not count), each the best of a few runs.
+MAX_RATIO_FOR_10X = 30
 
 
 def _sections(catalog: Catalog) -> list[tuple[str, ...]]:
@@ -31,21 +37,52 @@ def _sections(catalog: Catalog) -> list[tuple[str, ...]]:
 
 
 def _validate_catalog(path: Path) -> Catalog:
-    started = time.perf_counter()
-    try:
-        return validate_file(path)
-    finally:
-        elapsed = time.perf_counter() - started
-        assert elapsed < SECONDS_PER_CASE, f"{path.name}: validation took {elapsed:.2f} s"
+    return validate_file(path)
 
 
 def _parse_qa_file(path: Path) -> QADataset:
-    started = time.perf_counter()
+    return parse_qa(path.read_bytes(), str(path))
+
+
+def _best_seconds(work: Callable[[], object], runs: int = 3) -> float:
+    best = math.inf
+    for _ in range(runs):
+        started = time.process_time()
+        work()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def _catalog_outcome(data: bytes) -> int:
+    """Products parsed, or -issues for a rejected catalog (either way the whole input was validated)."""
     try:
-        return parse_qa(path.read_bytes(), str(path))
-    finally:
-        elapsed = time.perf_counter() - started
-        assert elapsed < SECONDS_PER_CASE, f"{path.name}: validation took {elapsed:.2f} s"
+        return len(parse_catalog(data, "scaled.txt").products)
+    except CatalogValidationError as error:
+        return -len(error.issues)
+
+
+def _qa_outcome(data: bytes) -> int:
+    try:
+        return len(parse_qa(data, "scaled.json").items)
+    except QADatasetError:
+        return -1
+
+
+def _long_name(chars: int) -> bytes:
+    """One product named ``"Mixer " * (chars // 6) + "VM"`` (20,000: the ``name_20000_chars`` case)."""
+    return _product("Mixer " * (chars // 6) + "VM").encode()
+
+
+#: The generated cases (tests/data/bad/corpus.py), each at its size and at a tenth of it: (generator, size,
+#: validator). The large cases' outcomes are asserted by test_catalog_case / test_qa_case; here only the scaling.
+SCALED = {
+    "catalog_10k_products": (catalog_products, 10_000, _catalog_outcome),
+    "catalog_10k_same_product": (catalog_same_product, 10_000, _catalog_outcome),
+    "catalog_at_size_limit": (catalog_of_size, CATALOG_MAX_BYTES, _catalog_outcome),
+    "name_20000_chars": (_long_name, 20_000, _catalog_outcome),
+    "qa_10k_items": (qa_items, 10_000, _qa_outcome),
+    "qa_deep_nesting": (lambda n: b"[" * n + b"]" * n, 100_000, _qa_outcome),
+}
 
 
 # --- the manifest itself ----------------------------------------------------------------------------------------
@@ -96,8 +133,8 @@ def test_catalog_case(c: Case, tmp_path: Path) -> None:
             assert _sections(catalog) == _sections(_validate_catalog(materialize(case(c.same_as), tmp_path)))
         if names := c.verbatim.get("names"):
             assert [p.name for p in catalog.products] == names
-        if product_name := c.verbatim.get("product"):
-            text = catalog.product(product_name).section(c.verbatim["section"])
+        if product := c.verbatim.get("product"):
+            text = catalog.product(product).section(c.verbatim["section"])
             for fragment in c.verbatim["contains"]:
                 assert fragment in text
         return
@@ -133,7 +170,7 @@ def test_qa_case(c: Case, tmp_path: Path) -> None:
         _parse_qa_file(path)
     message = str(caught.value)
     assert message.startswith(str(path)), message
-    assert c.rule is not None and c.rule in message, c.id
+    assert c.rule in message
     if c.says:
         assert c.says in message
     if c.line is not None:  # JSON syntax: "<file> line N: ..."; encoding: "<file>: not UTF-8 (byte B) at line N; ..."
@@ -163,22 +200,30 @@ def test_prompt_injection_is_kept_as_data_verbatim() -> None:
     assert "Vortex Mixer VM-200 - Description:\n" + description in catalog.products[0].to_document()
 
 
-def test_ten_thousand_products_parse_fast(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case_id", list(SCALED))
+def test_validation_time_grows_linearly_with_the_input(case_id: str) -> None:
+    """10x the input (the generated case vs the same generator at a tenth) takes at most MAX_RATIO_FOR_10X x as
+    long: no quadratic step (a regex backtracking on a long line, a duplicate check comparing every pair)."""
+    generate, size, validate = SCALED[case_id]
+    big, small = generate(size), generate(size // 10)
+    assert big == data_of(case(case_id)), "the generator must make the case itself"
+    big_outcome, small_outcome = validate(big), validate(small)
+    assert (big_outcome > 0) == (small_outcome > 0), "both sizes take the same path (accepted or rejected)"
+    ratio = _best_seconds(lambda: validate(big)) / _best_seconds(lambda: validate(small))
+    assert ratio <= MAX_RATIO_FOR_10X, f"{case_id}: 10x the input took {ratio:.1f}x as long"
+
+
+def test_ten_thousand_products_parse(tmp_path: Path) -> None:
     data = data_of(case("catalog_10k_products"))
-    started = time.perf_counter()
     catalog = parse_catalog(data, "big.txt")
-    elapsed = time.perf_counter() - started
     assert len(catalog.products) == 10_000 and catalog.products[-1].name == "Test Fixture TF-09999"
     assert catalog.products[-1].line == 9_999 * 6 + 1
-    assert elapsed < 1.5, f"10,000 products took {elapsed:.2f} s"
 
 
-def test_ten_thousand_duplicates_report_a_capped_list_fast() -> None:
+def test_ten_thousand_duplicates_report_a_capped_list() -> None:
     data = data_of(case("catalog_10k_same_product"))
-    started = time.perf_counter()
     with pytest.raises(CatalogValidationError) as caught:
         parse_catalog(data, "dups.txt")
-    assert time.perf_counter() - started < 1.5
     issues = caught.value.issues
     assert len(issues) == MAX_ISSUES + 1 and [i.line for i in issues[:3]] == [7, 13, 19]
     assert issues[-1].rule == "too_many_issues" and issues[-1].message == f"... and {9_999 - MAX_ISSUES} more"

@@ -1,50 +1,36 @@
-"""IAM proven by the calls we make: every AWS call the DAGs made in this session (recorded by the local AWS as the
-authorizations AWS would check, ``localaws.calls``) is allowed by ``include/iam/airflow-role-policy.json``.
+"""IAM proven by the calls we make: the AWS calls the DAGs make (recorded by the local AWS as the authorizations AWS
+would check, ``localaws.calls``) are allowed by ``include/iam/airflow-role-policy.json``.
 
-Named to run after the other end-to-end tests, so in ``make test`` it judges the calls of every DAG run of the
-session (catalog syncs, quarantines, fine-tune, evaluations, QA builds, faults). Run alone, it first makes the
-calls of one catalog sync, so it never passes on nothing.
+Every e2e test is checked that way after it ran (``_calls_allowed_by_the_airflow_policy`` in tests/e2e/conftest.py:
+the catalog syncs, quarantines, fine-tunes, evaluations, QA builds and faults of the session, in any order). This
+file proves the check is not vacuous and stands alone: it makes the calls of one catalog sync that ingests (from no
+published version, so the sample is ingested again and the Knowledge Base ends as it was) and judges them here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
-from devstack.stack import Stack, run_dag
+import pytest
+
+from devstack.stack import Stack
 from localaws.calls import ACCOUNT
-from tests.conftest import SAMPLE_CATALOG
-from tests.deploy.test_iam import AIRFLOW_POLICY, allowed, render
-from tests.e2e.test_catalog_kb_sync import _drop, _task_states
+from tests.e2e.helpers import airflow_policy, denied_calls, sync_sample
+
+pytestmark = pytest.mark.e2e
 
 
-def _policy(stack: Stack) -> dict:
-    import json
-
-    from tailor.config import settings
-
-    values = {"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT, "BucketName": stack.resources["bucket"],
-              "CatalogQueueName": stack.resources["queue_url"].rstrip("/").rsplit("/", 1)[-1],
-              "KnowledgeBaseId": stack.resources["knowledge_base_id"],
-              "SageMakerExecutionRoleName": settings().finetune.role_arn.rsplit("/", 1)[-1]}
-    return json.loads(render(Path(AIRFLOW_POLICY).read_text(), values))
-
-
-def test_every_call_the_dags_made_is_allowed_by_the_airflow_policy(local_aws: Stack, airflow_db) -> None:
-    calls = local_aws.recorded_calls()
-    if not calls:  # run alone
-        run = run_dag("catalog_kb_sync", {"catalog_key": _drop(local_aws, SAMPLE_CATALOG.name,
-                                                                SAMPLE_CATALOG.read_bytes())})
-        assert run.state == "success", _task_states(run)
-        calls = local_aws.recorded_calls()
-    policy = _policy(local_aws)
-    denied = sorted({(c["action"], c["resource"], c["request"]) for c in calls
-                     if not allowed(policy, c["action"], c["resource"], c["context"])})
+def test_every_call_of_a_catalog_sync_is_allowed_by_the_airflow_policy(local_aws: Stack, airflow_db) -> None:
+    local_aws.client("s3").delete_object(Bucket=local_aws.resources["bucket"], Key="catalog/current.json")
+    before = len(local_aws.recorded_calls())
+    sync_sample(local_aws)
+    calls = local_aws.recorded_calls()[before:]
+    denied = denied_calls(airflow_policy(local_aws), calls)
     counts = Counter(c["action"] for c in calls)
-    print(f"\n{len(calls)} authorizations of the DAGs' calls checked against the Airflow role policy: "
+    print(f"\n{len(calls)} authorizations of the DAG's calls checked against the Airflow role policy: "
           + ", ".join(f"{a} {n}" for a, n in sorted(counts.items())))
     assert not denied, "calls the Airflow role's policy would deny:\n" + "\n".join(map(str, denied[:40]))
-    # the recorder saw the DAGs' calls, not nothing: a sync reads, writes and ingests
+    # the recorder saw the DAG's calls, not nothing: a sync reads, writes and ingests
     assert {"s3:GetObject", "s3:PutObject", "bedrock:StartIngestionJob", "bedrock:GetIngestionJob"} <= set(counts)
 
 

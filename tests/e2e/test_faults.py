@@ -1,11 +1,12 @@
 """End to end: faults injected into the local AWS while the real DAGs run (``dag.test()``), and hostile text.
 
-Runs after the other e2e files (file order, one shared local AWS): a catalog is synced and the champion endpoint
-exists. Each test arms faults through the local AWS's fault switch (``localaws.faults``) and disarms them in a
-``finally``, then asserts the DAG's outcome (retried to success, or failed with a clear message), that the
-faults really fired (the switch counts them), that nothing was lost (the drop, the KB version, the answers
-already generated) and that nothing leaked (no challenger endpoint left running, no AWS secret key in the
-runs' logs: ``dag.test()`` writes no log files, so the captured output and log records are scanned).
+The shared fixtures (tests/e2e/conftest.py) give every test the sample catalog in the Knowledge Base and a champion
+endpoint InService, whatever ran before (so a fault-test catalog variant is always a new version). Each test arms
+faults through the local AWS's fault switch (``localaws.faults``) and disarms them in a ``finally``, then asserts
+the DAG's outcome (retried to success, or failed with a clear message), that the faults really fired (the switch
+counts them), that nothing was lost (the drop, the KB version, the answers already generated) and that nothing
+leaked (no challenger endpoint left running, no AWS secret key in the runs' logs: ``dag.test()`` writes no log
+files, so the captured output and log records are scanned).
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
 from devstack.stack import Stack, run_dag
 from tests.conftest import SAMPLE_CATALOG
-from tests.e2e.test_catalog_kb_sync import INCOMING, _ingestion_jobs, _marker, _task_states
+from tests.e2e.helpers import INCOMING, _ingestion_jobs, _marker, _task_states, _tries
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("synced_kb", "champion_endpoint")]
 DROP = INCOMING + "fault-test-catalog.txt"
 JUDGE = "amazon.nova-pro-v1:0"
 SMALL_RUN = {"sample_limit": 2, "judge_models": [JUDGE]}
@@ -49,15 +49,6 @@ def _scanned(logs: Logs) -> str:
     return text
 
 
-@pytest.fixture
-def faults(local_aws: Stack, airflow_db) -> Iterator[Stack]:
-    local_aws.clear_faults()
-    try:
-        yield local_aws
-    finally:
-        local_aws.clear_faults()
-
-
 def _variant() -> bytes:
     """The sample catalog with one description changed: a new content version, so the sync must ingest."""
     text = SAMPLE_CATALOG.read_text()
@@ -74,10 +65,6 @@ def _drop_variant(stack: Stack) -> None:
 def _incoming(stack: Stack) -> list[str]:
     listing = stack.client("s3").list_objects_v2(Bucket=stack.resources["bucket"], Prefix=INCOMING)
     return [o["Key"] for o in listing.get("Contents", [])]
-
-
-def _tries(run) -> dict[str, int]:
-    return {ti.task_id: ti.try_number for ti in run.get_task_instances()}
 
 
 def _no_challenger_left(stack: Stack) -> None:
@@ -199,15 +186,15 @@ def test_an_endpoint_failing_past_the_retries_keeps_the_other_answers_and_fails_
 # --- fine-tuning: a cleared train task re-attaches -----------------------------------------------------------
 
 
-def test_re_executing_train_for_a_completed_job_starts_no_second_job(faults: Stack) -> None:
+def test_re_executing_train_for_a_completed_job_starts_no_second_job(faults: Stack,
+                                                                   completed_training_job: str) -> None:
     """What clearing ``train`` of a finished run does: the operator finds its job by its deterministic name."""
     from tailor_airflow.sagemaker_operators import ResumableTrainingOperator
 
     sagemaker = faults.client("sagemaker")
-    names = [j["TrainingJobName"] for j in sagemaker.list_training_jobs(StatusEquals="Completed")
-             ["TrainingJobSummaries"]]
-    assert names, "test_monthly_finetune must have left a completed training job"
+    names = [completed_training_job]
     job = sagemaker.describe_training_job(TrainingJobName=names[0])
+    assert job["TrainingJobStatus"] == "Completed"
     count = len(sagemaker.list_training_jobs()["TrainingJobSummaries"])
     config = {key: job[key] for key in ("TrainingJobName", "AlgorithmSpecification", "RoleArn", "InputDataConfig",
                                         "OutputDataConfig", "ResourceConfig", "StoppingCondition")}
