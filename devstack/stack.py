@@ -38,7 +38,7 @@ LOCAL_SCALE = {
     "TAILOR__KNOWLEDGE_BASE__CHUNK_MAX_TOKENS": "120",
     "TAILOR__AIRFLOW__RETRY_DELAY_SECONDS": "1",
     "TAILOR__EVALUATION__MAX_TOKENS": "64",
-    "TAILOR__EVALUATION__GOLDEN_LIMIT": "12",  # 2 golden answers of each kind per run: the calibration's cost
+    "TAILOR__EVALUATION__GOLDEN_LIMIT": "6",  # 1 golden answer of each kind per run: the calibration's cost
     "TAILOR__EVALUATION__JUDGE_CONTEXT_CHARS": "1200",
     # Two judge ids (both served by the local model, so their agreement is trivially perfect locally).
     "TAILOR__EVALUATION__JUDGE_MODELS": "us.anthropic.claude-haiku-4-5-20251001-v1:0,amazon.nova-pro-v1:0",

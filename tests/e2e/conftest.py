@@ -36,8 +36,13 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.helpers import airflow_policy, denied_calls, ensure_champion, ensure_completed_training_job, \
-    ensure_sample_synced
+from tests.e2e.helpers import (
+    airflow_policy,
+    denied_calls,
+    ensure_champion,
+    ensure_completed_training_job,
+    ensure_sample_synced,
+)
 
 E2E_DIR = Path(__file__).parent
 ORDER_ENV = "TAILOR_E2E_ORDER"

@@ -88,8 +88,15 @@ def ensure_champion(stack: Stack) -> str:
     """The champion endpoint InService: the one in place (a promoted fine-tune, waited for if Creating/Updating),
     else a stand-in on the base model (created, or re-created if Failed) -> its name."""
     from tailor.config import load_settings
-    from tailor.endpoints import TRANSITIONAL, Waiting, delete_endpoint, describe_endpoint, ensure_endpoint, \
-        ensure_endpoint_config, ensure_model
+    from tailor.endpoints import (
+        TRANSITIONAL,
+        Waiting,
+        delete_endpoint,
+        describe_endpoint,
+        ensure_endpoint,
+        ensure_endpoint_config,
+        ensure_model,
+    )
 
     sagemaker = stack.client("sagemaker")
     waiting = Waiting(poll=0.5, timeout=120, log=lambda _: None)

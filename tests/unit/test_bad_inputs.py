@@ -20,8 +20,20 @@ from devstack.stack import REPO
 from tailor.catalog import DEFAULT_MAX_BYTES, MAX_ISSUES, SECTIONS, Catalog, parse_catalog, validate_file
 from tailor.exceptions import CatalogValidationError, QADatasetError
 from tailor.qa import QADataset, parse_qa
-from tests.data.bad.corpus import CATALOG_MAX_BYTES, HERE, MANIFEST, Case, case, cases, catalog_of_size, \
-    catalog_products, catalog_same_product, data_of, materialize, qa_items, _product
+from tests.data.bad.corpus import (
+    CATALOG_MAX_BYTES,
+    HERE,
+    Case,
+    _product,
+    case,
+    cases,
+    catalog_of_size,
+    catalog_products,
+    catalog_same_product,
+    data_of,
+    materialize,
+    qa_items,
+)
 
 CATALOG_CASES = cases("catalog")
 QA_CASES = cases("qa")

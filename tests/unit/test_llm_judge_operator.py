@@ -832,7 +832,7 @@ def test_calibration_scores_the_golden_set_once_and_drift_is_found_against_the_l
     mock_conn.converse.side_effect = golden_converse()
     calibrated = calibrate(first)
     items = calibrated["items"]
-    assert items == 12 and calibrated["overall_alpha"] == {JUDGE_A: 1.0, JUDGE_B: 1.0}  # LOCAL_SCALE: 2 per kind
+    assert items == 6 and calibrated["overall_alpha"] == {JUDGE_A: 1.0, JUDGE_B: 1.0}  # LOCAL_SCALE: 1 per kind
     assert mock_conn.converse.call_count == items * len(JUDGES)
     calibrate(first)  # a retry re-uses the checkpoint
     assert mock_conn.converse.call_count == items * len(JUDGES)
@@ -847,7 +847,7 @@ def test_calibration_scores_the_golden_set_once_and_drift_is_found_against_the_l
     load(summarized, first)
     rows = query(warehouse_db, "SELECT judge_model, criterion, alpha, n FROM eval_judge_calibration "
                                "WHERE criterion = 'overall' ORDER BY judge_model")
-    assert rows == [(JUDGE_A, "overall", 1.0, 12), (JUDGE_B, "overall", 1.0, 12)]
+    assert rows == [(JUDGE_A, "overall", 1.0, 6), (JUDGE_B, "overall", 1.0, 6)]
 
     mock_conn.converse.side_effect = golden_converse(noise=0.5)  # the judges drifted: far from the humans
     calibrated = calibrate(second)
