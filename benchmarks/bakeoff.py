@@ -273,9 +273,10 @@ def comparison_rows(finetuned: dict[str, dict], base: dict[str, dict]) -> list[s
                  if base[s].get(metric) is not None and finetuned[s].get(metric) is not None]
         b, f = mean_ci([p[0] for p in pairs]), mean_ci([p[1] for p in pairs])
         d = mean_ci([p[1] - p[0] for p in pairs])
+        ratio = (f.mean or 0.0) / b.mean if b.mean else None
         rows.append(f"| {metric} | {len(pairs)} | {b.mean:.4f} [{b.ci_low:.4f}, {b.ci_high:.4f}] | "
                     f"{f.mean:.4f} [{f.ci_low:.4f}, {f.ci_high:.4f}] | **{d.mean:+.4f}** [{d.ci_low:+.4f}, "
-                    f"{d.ci_high:+.4f}] | {f.mean / b.mean:.2f} |" if b.mean else f"| {metric} | {len(pairs)} | "
+                    f"{d.ci_high:+.4f}] | {ratio:.2f} |" if ratio is not None else f"| {metric} | {len(pairs)} | "
                     f"{b.mean:.4f} | {f.mean:.4f} | {d.mean:+.4f} | n/a |")
     return rows
 
@@ -537,8 +538,8 @@ def missed_lines(timings: dict, full: dict | None, time_ok: bool, memory_ok: boo
                      + "; ".join(steps) + ".")
     if not memory_ok:
         rss = timings["peak_rss_mb"]
-        steps = timings.get("peak_rss_by_step_mb") or {}
-        worst = max(steps, key=lambda k: steps[k]["together"]) if steps else "unknown"
+        by_step = timings.get("peak_rss_by_step_mb") or {}
+        worst = max(by_step, key=lambda k: by_step[k]["together"]) if by_step else "unknown"
         lines.append(
             f"**Memory goal MISSED.** The largest step is {worst} (table above); the local AWS peaked at "
             f"{rss['localaws']:,} MB (up to 3 served models - base, challenger, champion - plus the embedder and the "

@@ -18,8 +18,9 @@ after the other approaches' results are published.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, chain, dag
-from airflow.timetables.trigger import CronTriggerTimetable
+from typing import Any
+
+from airflow.sdk import CronTriggerTimetable, Param, chain, dag
 
 from tailor.bedrock_ids import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
 from tailor.config import parse_time_setting
@@ -44,7 +45,7 @@ WEEKLY = CronTriggerTimetable("0 6 * * 1", timezone="UTC")
 def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
     if not parse_time_setting("evaluation", "on_asset_updates"):
         return WEEKLY
-    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.sdk import AssetOrTimeSchedule
 
     from tailor_airflow.assets import FINETUNED_MODEL, KB_SYNCED
 
@@ -85,9 +86,11 @@ def _schedule():  # noqa: ANN202  (a timetable or an asset-or-time schedule)
     doc_md=__doc__,
 )
 def weekly_evaluation() -> None:
-    planned = plan_batches()
-    scored = score_answers(generate_answers.expand(batch=planned))
-    calibrated = calibrate_judges()
+    # mypy cannot map an XComArg to the task functions' parameter types (apache/airflow#39514): typed Any.
+    planned: Any = plan_batches()
+    generated: Any = generate_answers.expand(batch=planned)
+    scored: Any = score_answers(generated)
+    calibrated: Any = calibrate_judges()
     planned >> calibrated  # after the judges and the spend are checked
     judged = LLMJudgeOperator(
         task_id="judge_answers",
@@ -98,7 +101,8 @@ def weekly_evaluation() -> None:
         max_context_chars=parse_time_setting("evaluation", "judge_context_chars"),
         min_judges=parse_time_setting("evaluation", "min_judges"),
     )
-    summarized = summarize_results(scored, judged.output, calibrated)
+    judgements: Any = judged.output
+    summarized: Any = summarize_results(scored, judgements, calibrated)
     loaded, published = load_warehouse(summarized, WAREHOUSE_CONN_ID), publish_results(summarized)
     alerted = alert_on_findings(summarized, WAREHOUSE_CONN_ID)
     chain(loaded, alerted)  # regressions are found against the warehouse's last complete run

@@ -313,11 +313,11 @@ class TaskBoundaries(logging.Handler):
         try:
             if message.startswith("[DAG TEST] starting task_id=") and len(args) == 2:
                 self._ti = None
-                self._target().task_started(str(args[0]), int(args[1]))
+                self._target().task_started(str(args[0]), int(str(args[1])))
             elif message.startswith("[DAG TEST] running task") and args:
                 self._ti = args[0]
             elif message.startswith("[DAG TEST] end task") and len(args) == 2:
-                task_id, map_index = str(args[0]), int(args[1])
+                task_id, map_index = str(args[0]), int(str(args[1]))
                 ti = self._ti
                 if ti is not None and (ti.task_id, ti.map_index) == (task_id, map_index):
                     result = task_result(ti)
@@ -372,7 +372,7 @@ class Capture:
             dag_test.addHandler(self.boundaries)
         for handler in logging.getLogger().handlers:
             if type(handler) is logging.StreamHandler and any(handler.stream is s for s in self.terminal_streams):
-                handler.setStream(self.router)  # type: ignore[arg-type]
+                handler.setStream(self.router)
 
 
 @contextmanager
@@ -394,16 +394,16 @@ def capture(logs: Path) -> Iterator[Capture]:
         for fd in (1, 2):
             os.dup2(stray, fd)
         state.router._fd = stray
-        sys.stdout = sys.stderr = state.router  # type: ignore[assignment]
+        sys.stdout = sys.stderr = state.router
         yield state
     finally:
         state.router.drain()
         sys.stdout, sys.stderr = old_streams
         for handler, stream in old_handler_streams:
             handler.setStream(stream)
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is state.router:
-                handler.setStream(old_streams[0])
+        for other in logging.getLogger().handlers:
+            if isinstance(other, logging.StreamHandler) and other.stream is state.router:
+                other.setStream(old_streams[0])
         logging.getLogger(DAG_TEST_LOGGER).removeHandler(state.boundaries)
         for fd, copy in saved.items():
             os.dup2(copy, fd)

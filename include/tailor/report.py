@@ -55,7 +55,7 @@ def headline(summaries: Sequence[ApproachSummary]) -> str:
         return "No approach was evaluated in this run."
     parts = []
     ranked = sorted((s for s in summaries if s.bertscore_f1.mean is not None),
-                    key=lambda s: s.bertscore_f1.mean, reverse=True)  # fmt: skip
+                    key=lambda s: s.bertscore_f1.mean or 0.0, reverse=True)  # fmt: skip
     if ranked:
         best = ranked[0]
         sentence = f"{_name(best)} has the best answer quality by BERTScore ({fmt_ci(best.bertscore_f1)})"
@@ -154,10 +154,10 @@ def scatter_svg(summaries: Sequence[ApproachSummary]) -> tuple[str, list[str]]:
     x_high = 10 ** math.ceil(math.log10(max(costs)))
     if x_high <= x_low * 1.0001:
         x_high = x_low * 10
-    y_values = []
+    y_values: list[float] = []
     for s in plotted:
         b = s.bertscore_f1
-        y_values += [b.mean] + [v for v in (b.ci_low, b.ci_high) if v is not None]
+        y_values += [v for v in (b.mean, b.ci_low, b.ci_high) if v is not None]
     y_low, y_high = min(y_values), max(y_values)
     pad = max((y_high - y_low) * 0.15, 0.02)
     y_low, y_high = y_low - pad, y_high + pad
@@ -170,14 +170,14 @@ def scatter_svg(summaries: Sequence[ApproachSummary]) -> tuple[str, list[str]]:
 
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fcfcfc" stroke="#ccc"/>')
     for tick in _log_ticks(x_low, x_high):
-        x = _num(x_of(tick))
-        out.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{top + plot_h}" stroke="#eee"/>')
-        out.append(f'<text x="{x}" y="{top + plot_h + 16}" text-anchor="middle" font-size="11" fill="#555">'
+        tick_x = _num(x_of(tick))
+        out.append(f'<line x1="{tick_x}" y1="{top}" x2="{tick_x}" y2="{top + plot_h}" stroke="#eee"/>')
+        out.append(f'<text x="{tick_x}" y="{top + plot_h + 16}" text-anchor="middle" font-size="11" fill="#555">'
                    f"{_e(_usd_tick(tick))}</text>")  # fmt: skip
     for tick in _linear_ticks(y_low, y_high):
-        y = _num(y_of(tick))
-        out.append(f'<line x1="{left}" y1="{y}" x2="{left + plot_w}" y2="{y}" stroke="#eee"/>')
-        out.append(f'<text x="{left - 6}" y="{y}" dy="4" text-anchor="end" font-size="11" fill="#555">'
+        tick_y = _num(y_of(tick))
+        out.append(f'<line x1="{left}" y1="{tick_y}" x2="{left + plot_w}" y2="{tick_y}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{tick_y}" dy="4" text-anchor="end" font-size="11" fill="#555">'
                    f"{tick:.2f}</text>")  # fmt: skip
     out.append(f'<text x="{left + plot_w / 2}" y="{height - 12}" text-anchor="middle" font-size="12" fill="#333">'
                "Monthly cost, USD (log scale)</text>")  # fmt: skip
@@ -188,7 +188,7 @@ def scatter_svg(summaries: Sequence[ApproachSummary]) -> tuple[str, list[str]]:
     max_p50 = max(p50s) if p50s else None
     for s in plotted:
         b, color = s.bertscore_f1, _color(s.approach)
-        x, y = x_of(s.monthly_cost_usd), y_of(b.mean)
+        x, y = x_of(s.monthly_cost_usd), y_of(b.mean if b.mean is not None else y_low)
         radius = 6.0
         if s.latency_p50_ms is not None and max_p50:
             radius = 6 + 16 * math.sqrt(s.latency_p50_ms / max_p50)

@@ -392,7 +392,8 @@ def fmt_usd(value: float | None, missing: str = "n/a") -> str:
 def fmt_latency(summary: ApproachSummary, missing: str = "n/a") -> str:
     if summary.latency_p50_ms is None:
         return missing
-    return f"{summary.latency_p50_ms / 1000:.2f} / {summary.latency_p95_ms / 1000:.2f}"
+    p95 = summary.latency_p95_ms if summary.latency_p95_ms is not None else summary.latency_p50_ms
+    return f"{summary.latency_p50_ms / 1000:.2f} / {p95 / 1000:.2f}"
 
 
 TABLE_HEADER = ("method", "BERTScore ±95% CI", "judge", "key-fact", "hit rate", "p50/p95 s", "$/month", "truncated",

@@ -93,7 +93,7 @@ def warehouse(conn_id: str, schema: str | None = None) -> Any:
     from tailor.warehouse import Warehouse
 
     connection = BaseHook.get_connection(conn_id)
-    dialect = {"sqlite": "sqlite", "postgres": "postgres", "redshift": "redshift"}.get(connection.conn_type)
+    dialect = {"sqlite": "sqlite", "postgres": "postgres", "redshift": "redshift"}.get(connection.conn_type or "")
     if dialect is None:
         raise ValueError(f"warehouse connection {conn_id!r} has type {connection.conn_type!r}; "
                          "use a sqlite, postgres or redshift connection")

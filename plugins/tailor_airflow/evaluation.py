@@ -178,7 +178,8 @@ def generate_answers(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
     from tailor.qa import QAItem
 
     approach = Approach.parse(batch["approach"])
-    get_current_context()["batch_label"] = f"{approach} #{batch['index']}"  # names the mapped task in the UI
+    # names the mapped task in the UI (map_index_template): Airflow's documented way, outside its Context TypedDict
+    get_current_context()["batch_label"] = f"{approach} #{batch['index']}"  # type: ignore[typeddict-unknown-key]
     cfg, s3 = settings_and_s3()
     layout = _layout(cfg, batch["prefix"])
     wanted = set(batch["sample_ids"])

@@ -226,7 +226,8 @@ def promote(prepared: dict[str, Any], deployed: dict[str, Any], evaluation: dict
             f"{prepared['job_name']} (FailureReason: {result.failure_reason}). champion.json and the "
             f"finetuned-model asset were not changed; see SageMaker's FailureReason, then clear this task to try "
             f"again.")
-    pointer = champion_pointer(endpoint_name=ft.champion_endpoint, prepared=prepared, config_name=result.config_name,
+    pointer = champion_pointer(endpoint_name=ft.champion_endpoint, prepared=prepared,
+                               config_name=result.config_name or prepared["job_name"],
                                model_data_url=deployed["model_data_url"], evaluation=evaluation,
                                actions=result.actions, run_id=context["run_id"], promoted_at=datetime.now(UTC))
     s3.put_object(Bucket=cfg.aws.bucket, Key=CHAMPION_KEY, Body=json.dumps(pointer, indent=2).encode())

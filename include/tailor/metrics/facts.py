@@ -232,7 +232,8 @@ def fact_coverage(answer: str, reference: str) -> tuple[list[str], list[str]]:
     :func:`key_fact_match`: a bare number in the reference is found with any unit in the answer)."""
     found = key_facts(answer or "")
     numbers_found = {fact.split(" ", 1)[0] for fact in found}
-    hits, misses = [], []
+    hits: list[str] = []
+    misses: list[str] = []
     for fact in sorted(key_facts(reference)):
         (hits if fact in found or (" " not in fact and fact in numbers_found) else misses).append(fact)
     return hits, misses

@@ -143,11 +143,13 @@ def _value(name: str, raw: Any) -> tuple[float | None, str | None]:
     """One score: kept in [0, 1]; normalised only with an explicit scale ("8/10", "4/5", "80%")."""
     if isinstance(raw, bool) or raw is None or not isinstance(raw, int | float | str):
         return None, f"{name}: non-numeric score {raw!r}"
-    value, denominator = (float(raw) if not isinstance(raw, str) else None), None
+    denominator: int | None = None
     if isinstance(raw, str):
         if not (match := _SCALED.fullmatch(raw.strip())):
             return None, f"{name}: non-numeric score {raw[:50]!r}"
         value, denominator = float(match[1]), int(match[2]) if match[2] else (100 if match[3] else None)
+    else:
+        value = float(raw)
     if denominator in _SCALES and 0.0 <= value <= denominator:
         return value / denominator, None
     if denominator is None and 0.0 <= value <= 1.0:
@@ -303,7 +305,7 @@ def agreement(by_sample: Mapping[str, Sequence[Judgement]]) -> dict | None:
 
 def judge_many(client: Any, model_ids: Sequence[str], items: Sequence[Mapping[str, Any]],
                criteria: Sequence[str] | Mapping[str, str] = DEFAULT_CRITERIA, concurrency: int = 8,
-               progress_every_seconds: float = 30, log: logging.Logger | None = None, *, max_attempts: int = 3,
+               progress_every_seconds: float = 30, log: Any = None, *, max_attempts: int = 3,
                max_tokens: int = 400, done: Mapping[str, Judgement] | None = None,
                on_judged: Callable[[str, Judgement], None] | None = None) -> list[tuple[str, Judgement]]:
     """Every item by every judge, ``concurrency`` calls at a time; ("approach/sample_id", Judgement) pairs in
