@@ -71,6 +71,21 @@ def test_weekly_evaluation_scores_all_three_approaches(local_aws: Stack, airflow
         assert len(judge_models) == 1 and judge_models[0][0].count(",") == judges - 1
         latest = db.execute("SELECT approach FROM v_eval_latest ORDER BY approach").fetchall()
         assert latest == [("finetune",), ("hybrid",), ("rag",)]
+        # the verdict, question by question: 3 pairs x 3 metrics; the judges against each other and the golden set
+        paired = db.execute("SELECT COUNT(*), MIN(n), MAX(n) FROM eval_paired WHERE run_id = ?", (run.run_id,))
+        assert paired.fetchone() == (9, 6, 6)
+        agreement = db.execute("SELECT COUNT(*) FROM eval_judge_agreement WHERE run_id = ?", (run.run_id,))
+        assert agreement.fetchone() == (5,)  # 4 criteria and overall
+        calibration = db.execute("SELECT COUNT(DISTINCT judge_model), MIN(n) FROM eval_judge_calibration "
+                                 "WHERE run_id = ? AND criterion = 'overall'", (run.run_id,)).fetchone()
+        assert calibration[0] == judges and calibration[1] == int(LOCAL_SCALE["TAILOR__EVALUATION__GOLDEN_LIMIT"])
+    paired_csv = list(csv.DictReader(io.StringIO(_get(local_aws, prefix + "paired_comparisons.csv").decode())))
+    assert len(paired_csv) == 9 and {r["metric"] for r in paired_csv} == {"judge_score", "bertscore_f1",
+                                                                          "key_fact_match"}
+    html = _get(local_aws, prefix + "report.html").decode()
+    assert "Verdict, question by question" in html and "Judges against the golden set" in html
+    assert html.count('class="question"') == 6  # the drill-down: one row per question
+    assert json.loads(_get(local_aws, prefix + "calibration.json"))["golden_items"] == 6
 
 
 def test_malformed_dataset_fails_before_any_model_call(local_aws: Stack, airflow_db) -> None:
