@@ -31,6 +31,7 @@ def test_valid_catalog_syncs_the_knowledge_base(local_aws: Stack, airflow_db, no
     run = run_dag("catalog_kb_sync", {"catalog_key": key})
     assert run.state == "success", _task_states(run)
     marker = _marker(local_aws)
+    assert marker is not None, "no published catalog version"
     assert marker["products"] == 15 and marker["run_id"] == run.run_id
     jobs = [j for j in _ingestion_jobs(local_aws) if j["ingestionJobId"] not in jobs_before]
     assert [j["ingestionJobId"] for j in jobs] == [marker["ingestion_job_id"]]
@@ -100,6 +101,7 @@ def test_polling_dag_syncs_a_changed_catalog(local_aws: Stack, synced_kb: dict) 
     run = run_dag("catalog_kb_sync_poll")
     assert run.state == "success", _task_states(run)
     marker = _marker(local_aws)
+    assert marker is not None, "no published catalog version"
     assert marker["products"] == 14
     assert len(_kb_data(local_aws)) == 28
     job = _ingestion_jobs(local_aws)[0]

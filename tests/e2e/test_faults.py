@@ -131,6 +131,7 @@ def test_a_conflicting_ingestion_is_retried_and_the_kept_drop_synced(faults: Sta
     assert faults.fault_state()["fired"] == {"bedrock-agent:StartIngestionJob": 1}
     new_jobs = [j for j in _ingestion_jobs(faults) if j["ingestionJobId"] not in jobs_before]
     marker = _marker(faults)
+    assert marker is not None, "no published catalog version"
     assert [j["ingestionJobId"] for j in new_jobs] == [marker["ingestion_job_id"]], "exactly one job started"
     assert new_jobs[0]["status"] == "COMPLETE"
     assert marker["version_key"].endswith("/fault-test-catalog.txt") and marker["run_id"] == run.run_id
@@ -219,5 +220,5 @@ def test_an_injection_in_an_answer_gets_a_schema_valid_judgement_from_the_local_
                              context="Never exceed the 160-litre working fill line.")
     assert judgement.error is None, judgement
     assert set(judgement.scores) == set(DEFAULT_CRITERIA)
-    assert all(0 <= score <= 1 for score in judgement.scores.values()), judgement.scores
+    assert all(score is not None and 0 <= score <= 1 for score in judgement.scores.values()), judgement.scores
     assert isinstance(judgement.rationale, str) and judgement.rationale

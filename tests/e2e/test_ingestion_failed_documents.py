@@ -154,6 +154,7 @@ def test_a_complete_job_with_failed_documents_fails_the_sync_and_publishes_nothi
     again = run_dag("catalog_kb_sync", {"catalog_key": drop})
     assert again.state == "success", _task_states(again)
     marker = _marker(stack)
+    assert marker is not None and before is not None, "no published catalog version"
     assert marker["run_id"] == again.run_id and marker["catalog_version"] != before["catalog_version"]
     assert marker["version_key"].endswith("/" + DROP_NAME)
     assert _retrieve(stack, QUESTION)[0]["location"]["s3Location"]["uri"] == failed_uri

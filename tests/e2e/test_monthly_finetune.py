@@ -85,7 +85,9 @@ def test_finetune_trains_deploys_and_promotes(local_aws: Stack, airflow_db, sync
     from tailor.generation import invoke_jumpstart
     from tailor.prompts import endpoint_prompt
 
-    method = json.loads(_champion_pointer(local_aws))["method"]
+    pointer = _champion_pointer(local_aws)
+    assert pointer is not None, "no champion pointer"
+    method = json.loads(pointer)["method"]
     assert method == "domain_adaptation"  # the configured method, recorded so the weekly run prompts it alike
     answer = invoke_jumpstart(local_aws.client("sagemaker-runtime"), CHAMPION,
                               endpoint_prompt(method, "What is the bowl capacity of the Vortex Mixer VM-200?"),

@@ -29,10 +29,13 @@ def realistic_kb(local_aws: Stack, airflow_db) -> Iterator[dict]:
     key = _drop(local_aws, "realistic_catalog.txt", REALISTIC_CATALOG.read_bytes())
     run = run_dag("catalog_kb_sync", {"catalog_key": key})
     assert run.state == "success", _task_states(run)
-    yield _marker(local_aws)
+    marker = _marker(local_aws)
+    assert marker is not None, "no published catalog version"
+    yield marker
     rollback = run_dag("catalog_kb_sync", {"catalog_key": before["version_key"]})  # the archived version's own key
     assert rollback.state == "success", _task_states(rollback)
-    assert _marker(local_aws)["catalog_version"] == before["catalog_version"]
+    restored = _marker(local_aws)
+    assert restored is not None and restored["catalog_version"] == before["catalog_version"]
 
 
 def test_the_realistic_catalog_syncs_with_every_subheading_in_its_documents(local_aws: Stack,

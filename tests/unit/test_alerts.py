@@ -20,6 +20,7 @@ def test_a_significant_drop_is_one_regression_and_noise_is_none() -> None:
     found = regressions(run("rag", now_rag) + run("finetune", now_ft), run("rag", before_rag) +
                         run("finetune", before_ft), ["rag", "finetune"], ["judge_score"], previous_run="last")
     assert [(f.kind, f.approach, f.metric) for f in found] == [("regression", "rag", "judge_score")]
+    assert found[0].delta is not None and found[0].ci95_high is not None
     assert -0.12 < found[0].delta < -0.08 and found[0].ci95_high < 0
     assert found[0].message.startswith("rag regressed on judge_score versus run last: -0.")
 

@@ -37,6 +37,7 @@ def test_rag_retrieves_then_converses_with_the_context_as_data(ports: Ports) -> 
     assert record.answer == "160 litres." and record.error is None
     assert (record.input_tokens, record.output_tokens) == (120, 4)
     assert record.retrieved[0].product_name == "Vortex Mixer VM-200"
+    assert record.latency_ms is not None and record.retrieval_ms is not None
     assert record.latency_ms >= record.retrieval_ms > 0
     call = ports.generator.converse.call_args.kwargs
     assert call["system"] == [{"text": SYSTEM}] and call["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.0}
@@ -67,6 +68,7 @@ def test_hybrid_sends_the_retrieved_context_to_the_endpoint_in_its_training_form
     body = json.loads(ports.endpoint.invoke_endpoint.call_args.kwargs["Body"])
     assert body["inputs"] == endpoint_prompt(method, "Question 0?", "[1] The VM-200 bowl holds 160 litres.")
     assert "<context>" in body["inputs"] and "160 litres" in body["inputs"]
+    assert records[0].retrieval_ms is not None
     assert records[0].retrieved and records[0].retrieval_ms > 0
 
 
@@ -95,7 +97,7 @@ def test_a_failing_sample_is_recorded_and_the_batch_goes_on(ports: Ports) -> Non
     ports.generator.converse.side_effect = [good, throttled, good, good, good]
     records = answer_batch("rag", ITEMS, ports, AnswerSettings(**{**SETTINGS.__dict__, "concurrency": 1}))
     failed = [r for r in records if r.error]
-    assert len(failed) == 1 and "ThrottlingException" in failed[0].error
+    assert len(failed) == 1 and failed[0].error is not None and "ThrottlingException" in failed[0].error
     assert failed[0].answer is None and failed[0].latency_ms is None
     assert sum(r.answer is not None for r in records) == 4
 

@@ -145,8 +145,8 @@ def test_catalog_case(c: Case, tmp_path: Path) -> None:
             assert _sections(catalog) == _sections(_validate_catalog(materialize(case(c.same_as), tmp_path)))
         if names := c.verbatim.get("names"):
             assert [p.name for p in catalog.products] == names
-        if product := c.verbatim.get("product"):
-            text = catalog.product(product).section(c.verbatim["section"])
+        if product_name := c.verbatim.get("product"):
+            text = catalog.product(product_name).section(c.verbatim["section"])
             for fragment in c.verbatim["contains"]:
                 assert fragment in text
         return
@@ -182,7 +182,7 @@ def test_qa_case(c: Case, tmp_path: Path) -> None:
         _parse_qa_file(path)
     message = str(caught.value)
     assert message.startswith(str(path)), message
-    assert c.rule in message
+    assert c.rule is not None and c.rule in message
     if c.says:
         assert c.says in message
     if c.line is not None:  # JSON syntax: "<file> line N: ..."; encoding: "<file>: not UTF-8 (byte B) at line N; ..."

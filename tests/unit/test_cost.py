@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -161,7 +162,8 @@ def test_unknown_instance_type_names_it_and_the_known_ones(raw: dict, table: tup
 )
 def test_invalid_usage_names_the_field(table: tuple[Prices, Usage], raw: dict, field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=field):
-        replace(table[1], **{field: value})
+        changes: dict[str, Any] = {field: value}
+        replace(table[1], **changes)
     section = copy.deepcopy(raw["pricing"])
     section["usage"][field] = value
     with pytest.raises(ConfigError, match=field):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from devstack.demo_log import (
     TaskResult,
 )
 from devstack.stack import REPO
-from tailor.cost import load_prices
+from tailor.config import settings
 from tailor.summary import TABLE_HEADER, format_table, summarize
 
 #: What a weekly run's log looks like around the table (structlog records, a print, the "XCom not found" noise).
@@ -168,11 +169,13 @@ def test_generation_without_the_plan_line_counts_answers() -> None:
 
 
 def test_the_comparison_table_is_caught_from_the_tasks_print() -> None:
-    prices, usage = load_prices()
-    records = [{"sample_id": f"s{n}", "approach": approach, "product_name": "Pump X", "question": "q?",
-                "reference": "r", "answer": "a", "error": None, "latency_ms": 900.0, "retrieval_ms": 20.0,
-                "input_tokens": 100, "output_tokens": 50, "retrieved": [], "bertscore_f1": 0.8, "key_fact_match": 0.5,
-                "retrieval_hit": None, "judge_score": 0.7} for n in range(3) for approach in ("rag", "finetune")]
+    cfg = settings()
+    prices, usage = cfg.prices, cfg.usage
+    records: list[dict[str, Any]] = [
+        {"sample_id": f"s{n}", "approach": approach, "product_name": "Pump X", "question": "q?",
+         "reference": "r", "answer": "a", "error": None, "latency_ms": 900.0, "retrieval_ms": 20.0,
+         "input_tokens": 100, "output_tokens": 50, "retrieved": [], "bertscore_f1": 0.8, "key_fact_match": 0.5,
+         "retrieval_hit": None, "judge_score": 0.7} for n in range(3) for approach in ("rag", "finetune")]
     table = format_table(summarize(records, prices=prices, usage=usage, endpoint_instance_type="ml.g5.12xlarge"))
     catcher = TableCatcher(TABLE_HEADER)
     for line in [f"{STAMP}Pushing xcom", *table.splitlines(), "", f"{STAMP}Done. Returned value was: {{}}"]:

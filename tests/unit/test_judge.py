@@ -27,8 +27,9 @@ from tailor.metrics.judge import (
     tool_config,
 )
 
-QA = {"question": "What is the max pressure of the P-200 pump?", "reference": "The P-200 is rated to 16 bar.",
-      "context": "P-200 centrifugal pump: max pressure 16 bar, flow 40 m3/h."}
+QA: dict[str, Any] = {
+    "question": "What is the max pressure of the P-200 pump?", "reference": "The P-200 is rated to 16 bar.",
+    "context": "P-200 centrifugal pump: max pressure 16 bar, flow 40 m3/h."}
 
 
 def tool_reply(**scores: Any) -> dict:
@@ -46,8 +47,9 @@ GOOD = {"correctness": 1.0, "completeness": 0.5, "faithfulness": 1, "no_hallucin
 class FakeBedrock:
     """``converse(**kwargs)``: scripted replies (dict, exception, or callable of the request), calls recorded."""
 
-    def __init__(self, replies: list | Callable[[dict], Any], latency: float = 0.0) -> None:
-        self.replies, self.latency, self.calls = replies, latency, []
+    def __init__(self, replies: list | Callable[[dict], Any], latency: float | Callable[[dict], float] = 0.0) -> None:
+        self.replies, self.latency = replies, latency
+        self.calls: list[dict] = []
         self.lock, self.in_flight, self.max_in_flight = threading.Lock(), 0, 0
 
     def converse(self, **kwargs: Any) -> dict:
@@ -145,6 +147,7 @@ def test_out_of_range_is_none_with_error_but_explicit_scale_is_normalised() -> N
     client = FakeBedrock([tool_reply(**{**GOOD, "correctness": 1.7, "completeness": "8/10", "faithfulness": -1})])
     result = judge(client)
     assert result.scores == {"correctness": None, "completeness": 0.8, "faithfulness": None, "no_hallucination": 0.75}
+    assert result.error is not None
     assert "correctness: score 1.7 is outside [0, 1]" in result.error
     assert "faithfulness: score -1.0 is outside [0, 1]" in result.error
     assert result.score == pytest.approx((0.8 + 0.75) / 2)
@@ -160,13 +163,14 @@ def test_score_values(raw: Any, expected: float | None) -> None:
     assert parsed.scores["correctness"] == (pytest.approx(expected) if expected is not None else None)
     assert (parsed.error is None) == (expected is not None)
     if expected is None:
-        assert parsed.error.startswith("correctness:")
+        assert parsed.error is not None and parsed.error.startswith("correctness:")
 
 
 def test_out_of_range_in_prose_is_not_clamped() -> None:
     text = "correctness: 8\ncompleteness: 8/10\nfaithfulness: high\nno_hallucination: 1"
     parsed = parse_response(text_reply(text))
     assert parsed.scores == {"correctness": None, "completeness": 0.8, "faithfulness": None, "no_hallucination": 1.0}
+    assert parsed.error is not None
     assert "correctness: score 8" in parsed.error and "faithfulness: non-numeric score 'high'" in parsed.error
 
 
@@ -331,6 +335,7 @@ def test_agreement_pairs_and_overall() -> None:
         "s3": [j("a", x=None), j("b", x=1.0)],
     }
     result = agreement(by_sample)
+    assert result is not None
     assert result["pairs"]["a vs b"] == {"mean_abs_diff": pytest.approx(0.35), "n": 2}
     assert result["pairs"]["a vs c"] == {"mean_abs_diff": pytest.approx(0.25), "n": 1}
     assert result["pairs"]["b vs c"] == {"mean_abs_diff": pytest.approx(0.25), "n": 1}
@@ -348,7 +353,9 @@ def test_agreement_pairs_and_overall() -> None:
 def scored_by_answer(request: dict) -> dict:
     """Scores encode the answer and the judge, so the result order can be checked."""
     user = request["messages"][0]["content"][0]["text"]
-    number = int(re.search(r"<answer>\nanswer (\d+)", user)[1])
+    match = re.search(r"<answer>\nanswer (\d+)", user)
+    assert match is not None
+    number = int(match[1])
     value = number / 100 + (0.5 if request["modelId"] == "judge-b" else 0.0)
     return tool_reply(**dict.fromkeys(DEFAULT_CRITERIA, value), rationale=request["modelId"])
 
@@ -395,8 +402,9 @@ def test_judge_many_rejects_bad_settings_and_propagates_bugs() -> None:
         judge_many(FakeBedrock([]), [], items(1))
     with pytest.raises(ConfigError):
         judge_many(FakeBedrock([]), ["judge-a"], items(1), concurrency=0)
+    empty: dict[str, Any] = {}
     with pytest.raises(KeyError):  # a programming error is not swallowed as a judge error
-        judge_many(FakeBedrock(lambda req: {}["boom"]), ["judge-a"], items(2))
+        judge_many(FakeBedrock(lambda req: empty["boom"]), ["judge-a"], items(2))
 
 
 # --- paid once: network errors, checkpoints -------------------------------------------------------------------
@@ -417,13 +425,14 @@ def test_a_network_error_in_one_call_is_that_judgements_error_and_loses_nothing_
     assert len(failed) == 1
     (key, judgement), = failed
     assert key == "hybrid/s2" and judgement.judge_model == "judge-b" and not judgement.replied
-    assert judgement.error.startswith("ReadTimeoutError: Read timeout on endpoint URL")
+    assert judgement.error is not None and judgement.error.startswith("ReadTimeoutError: Read timeout on endpoint URL")
     assert judgement.scores == dict.fromkeys(DEFAULT_CRITERIA)
     assert sum(j.replied and j.error is None and j.score is not None for _, j in results) == 7
 
 
 def test_judge_many_re_uses_done_judgements_and_reports_each_new_paid_one() -> None:
-    first_client, paid = FakeBedrock(scored_by_answer), {}
+    first_client = FakeBedrock(scored_by_answer)
+    paid: dict[str, Judgement] = {}
     first = judge_many(first_client, ["judge-a", "judge-b"], items(5), concurrency=4,
                        on_judged=lambda key, judgement: paid.__setitem__(key, judgement))
     assert len(first_client.calls) == 10 and len(paid) == 10

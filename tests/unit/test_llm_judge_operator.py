@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 from urllib.parse import quote
 
@@ -58,7 +58,7 @@ QUESTIONS = {"q-001": ("What is the max pressure of the P-200 pump?", "The P-200
              "q-002": ("What is the V-10 valve made of?", "The V-10 is a DN50 stainless steel valve."),
              "q-003": ("How much power does the M-7 motor draw?", "The M-7 motor draws 5.5 kW.")}  # fmt: skip
 SCORES = {answer: {JUDGE_A: dict(zip(CRITERIA, a, strict=True)), JUDGE_B: dict(zip(CRITERIA, b, strict=True))}
-          for _, _, answer, a, b in SCRIPT if answer}  # fmt: skip
+          for _, _, answer, a, b in SCRIPT if answer and a is not None and b is not None}  # fmt: skip
 # mean over judges of the mean over criteria
 EXPECTED_JUDGE_SCORE = {("rag", "q-001"): 0.875, ("rag", "q-002"): 0.375, ("rag", "q-003"): 0.25,
                         ("finetune", "q-001"): 0.875, ("finetune", "q-002"): 0.625, ("finetune", "q-003"): None}
@@ -114,7 +114,9 @@ def rationale(model: str, answer: str) -> str:
 
 def answer_of(request: dict[str, Any]) -> str:
     user = request["messages"][0]["content"][0]["text"]
-    return re.search(r"<answer>\n(.*?)\n</answer>", user, re.S)[1]
+    match = re.search(r"<answer>\n(.*?)\n</answer>", user, re.S)
+    assert match is not None
+    return match[1]
 
 
 Reply = Callable[[str], "dict[str, Any] | BaseException"]
@@ -287,7 +289,8 @@ def test_template_fields_render() -> None:
                        checkpoint_uri="s3://{{ params.bucket }}/eval/{{ ds }}/judgements/",
                        judge_model_ids="{{ params.judges }}",
                        params={"bucket": BUCKET, "judges": f"{JUDGE_A}, {JUDGE_B}"})  # fmt: skip
-    op.render_template_fields({"params": op.params, "ds": "2026-11-20", "ds_nodash": "20261120", "run_id": RUN_ID})
+    op.render_template_fields({"params": cast(dict[str, Any], op.params), "ds": "2026-11-20", "ds_nodash": "20261120",
+                               "run_id": RUN_ID})
     assert op.answers_uri == ANSWERS_URI
     assert op.checkpoint_uri == LAYOUT.uri(LAYOUT.judgements)
     assert op._judges() == list(JUDGES)
@@ -351,7 +354,7 @@ def test_execute_writes_warehouse_rows(mock_conn, s3, warehouse_db, context) -> 
     judge_rows = query(warehouse_db, "SELECT approach, sample_id, judge_model, criterion, score, rationale, error "
                                      "FROM eval_score WHERE metric = 'judge'")  # fmt: skip
     assert len(judge_rows) == len(RECORDS) * len(JUDGES) * len(CRITERIA)
-    expected = set()
+    expected: set[tuple[str, str, str, str, float | None, str | None, str | None]] = set()
     for approach, sample_id, answer, _, _ in SCRIPT:
         for judge in JUDGES:
             for criterion in CRITERIA:
@@ -750,7 +753,8 @@ def test_non_s3_answers_uri_is_a_value_error(mock_conn, s3, warehouse_db, contex
 def test_a_non_s3_output_or_checkpoint_uri_is_a_value_error_before_any_call(mock_conn, s3, warehouse_db, context,
                                                                              field: str) -> None:
     with pytest.raises(ValueError, match="expected an s3:// URI, got '/tmp/judged'"):
-        make_operator(**{field: "/tmp/judged"}).execute(context)
+        overrides: dict[str, Any] = {field: "/tmp/judged"}
+        make_operator(**overrides).execute(context)
     mock_conn.converse.assert_not_called()
 
 

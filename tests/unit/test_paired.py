@@ -38,6 +38,7 @@ def test_the_minimum_detectable_effect_formula() -> None:
 def test_a_true_difference_is_detected_with_its_size_and_direction() -> None:
     a, b = normal_pairs(random.Random(7), 60, effect=0.15)  # about twice the minimum detectable effect
     result = compare_pair(records(a, b), "judge_score", "rag", "finetune", seed=1)
+    assert result.p_value is not None and result.ci95_low is not None and result.ci95_high is not None
     assert result.n == 60 and result.p_value < 0.001
     assert result.ci95_low < 0.15 < result.ci95_high and result.ci95_low > 0
     (judge,) = [c for c in compare(records(a, b), ["rag", "finetune"], ["judge_score"]) if c.metric == "judge_score"]
@@ -49,8 +50,9 @@ def test_a_null_difference_is_flagged_at_about_the_nominal_rate() -> None:
     p_values = []
     for seed in range(trials):
         a, b = normal_pairs(rng, 40, effect=0.0)
-        p_values.append(compare_pair(records(a, b), "judge_score", "rag", "finetune", seed=seed,
-                                     resamples=200).p_value)
+        p_value = compare_pair(records(a, b), "judge_score", "rag", "finetune", seed=seed, resamples=200).p_value
+        assert p_value is not None
+        p_values.append(p_value)
     rate = sum(p < 0.05 for p in p_values) / trials
     assert 0.02 <= rate <= 0.085, rate  # nominal 5 %: binomial sd at 400 trials is 1.1 points
 
@@ -58,10 +60,13 @@ def test_a_null_difference_is_flagged_at_about_the_nominal_rate() -> None:
 def test_an_effect_of_the_minimum_detectable_size_is_found_about_80_percent_of_the_time() -> None:
     rng, trials, n, sd = random.Random(5), 300, 50, 0.2
     effect = minimum_detectable_effect(sd, n)
+    assert effect is not None
     found = 0
     for seed in range(trials):
         a, b = normal_pairs(rng, n, effect=effect, sd=sd)
-        found += compare_pair(records(a, b), "judge_score", "rag", "finetune", seed=seed, resamples=200).p_value < 0.05
+        p_value = compare_pair(records(a, b), "judge_score", "rag", "finetune", seed=seed, resamples=200).p_value
+        assert p_value is not None
+        found += p_value < 0.05
     assert 0.65 <= found / trials <= 0.92, found / trials  # Wilcoxon's efficiency vs the t-test is 0.955
 
 
@@ -97,7 +102,7 @@ def test_three_approaches_three_metrics_nine_rows_with_every_column() -> None:
     assert len(result) == 9 and all(tuple(c.to_row()) == COLUMNS for c in result)
     judge = {(c.approach_a, c.approach_b): c for c in result if c.metric == "judge_score"}
     assert judge[("rag", "finetune")].winner == "rag" and judge[("finetune", "hybrid")].winner == "hybrid"
-    assert all(c.p_holm >= c.p_value for c in result)
+    assert all(c.p_holm is not None and c.p_value is not None and c.p_holm >= c.p_value for c in result)
 
 
 def test_non_inferiority_promotes_an_equal_challenger_and_refuses_a_worse_one() -> None:
@@ -108,8 +113,10 @@ def test_non_inferiority_promotes_an_equal_challenger_and_refuses_a_worse_one() 
     equal = [c + rng.gauss(0, 0.02) for c in champion]
     worse = [c - 0.08 + rng.gauss(0, 0.02) for c in champion]
     ok = non_inferiority(equal, champion, 0.02)
+    assert ok.lower_bound is not None and ok.mean_diff is not None
     assert ok.non_inferior and ok.tested and -0.02 < ok.lower_bound < ok.mean_diff
     bad = non_inferiority(worse, champion, 0.02)
+    assert bad.lower_bound is not None
     assert not bad.non_inferior and bad.lower_bound < -0.02
     assert "possibly worse than the champion by more than 0.02 on n = 40" in bad.describe()
     one = non_inferiority([0.5], [0.51], 0.02)

@@ -22,9 +22,9 @@ STARTED = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def record(sample_id: str, approach: str, *, bert: float | None = 0.8, kfm: float | None = 0.5,
-           hit: bool | None = True, latency: float | None = 1000.0, tokens: tuple[int, int] | None = (100, 50),
+           hit: bool | None = True, latency: float | None = 1000.0, tokens: tuple[int, int | None] | None = (100, 50),
            error: str | None = None, **extra: object) -> dict:
-    row = {
+    row: dict[str, object] = {
         "sample_id": sample_id, "approach": approach, "product_name": "Pump X", "question": "q?", "reference": "r",
         "answer": None if error else "a", "error": error, "latency_ms": latency, "retrieval_ms": 20.0,
         "input_tokens": tokens[0] if tokens else None, "output_tokens": tokens[1] if tokens else None,
@@ -102,6 +102,7 @@ def test_ci_present_and_matches_stats(summaries: list[ApproachSummary]) -> None:
     finetune = by_approach(summaries)["finetune"]
     expected = mean_ci([0.70, 0.60, 0.65])
     assert finetune.bertscore_f1 == expected
+    assert finetune.bertscore_f1.ci_low is not None and finetune.bertscore_f1.ci_high is not None
     assert finetune.bertscore_f1.ci_low < 0.65 < finetune.bertscore_f1.ci_high
     assert finetune.bertscore_f1.std == pytest.approx(0.05)
     hybrid = by_approach(summaries)["hybrid"]
