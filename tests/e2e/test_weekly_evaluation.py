@@ -72,8 +72,13 @@ def test_weekly_evaluation_scores_all_three_approaches(local_aws: Stack, airflow
         latest = db.execute("SELECT approach FROM v_eval_latest ORDER BY approach").fetchall()
         assert latest == [("finetune",), ("hybrid",), ("rag",)]
         # the verdict, question by question: 3 pairs x 3 metrics; the judges against each other and the golden set
-        paired = db.execute("SELECT COUNT(*), MIN(n), MAX(n) FROM eval_paired WHERE run_id = ?", (run.run_id,))
-        assert paired.fetchone() == (9, 6, 6)
+        paired = db.execute("SELECT metric, MIN(n), MAX(n), COUNT(*) FROM eval_paired WHERE run_id = ? "
+                            "GROUP BY metric ORDER BY metric", (run.run_id,)).fetchall()
+        assert [(m, count) for m, _, _, count in paired] == [("bertscore_f1", 3), ("judge_score", 3),
+                                                             ("key_fact_match", 3)]
+        assert paired[0][1:3] == (6, 6)  # every answer has a BERTScore
+        # a question is paired only where both have the metric: no key fact in a reference, no key-fact score
+        assert all(1 <= low <= high <= 6 for _, low, high, _ in paired)
         agreement = db.execute("SELECT COUNT(*) FROM eval_judge_agreement WHERE run_id = ?", (run.run_id,))
         assert agreement.fetchone() == (5,)  # 4 criteria and overall
         calibration = db.execute("SELECT COUNT(DISTINCT judge_model), MIN(n) FROM eval_judge_calibration "
